@@ -1,0 +1,46 @@
+"""knockout: find what causes a performance symptom by cutting code out of a
+running kernel or process and measuring whether the symptom goes away.
+
+The public API is re-exported here; everything else is private detail.
+"""
+
+from __future__ import annotations
+
+from knockout.arch import Arch, get_arch, host_arch
+from knockout.cuts import (
+    Cut,
+    Identity,
+    Intent,
+    RawBytes,
+    Return,
+    SetReg,
+    Skip,
+    SkipCall,
+)
+from knockout.errors import BadInput, KnockoutError, NotFound, Refused, TargetGone, UnsafeCut
+from knockout.targets import AppliedCut, Target, cut
+
+__all__ = [
+    "AppliedCut",
+    "Arch",
+    "BadInput",
+    "Cut",
+    "Identity",
+    "Intent",
+    "KnockoutError",
+    "NotFound",
+    "RawBytes",
+    "Refused",
+    "Return",
+    "SetReg",
+    "Skip",
+    "SkipCall",
+    "Target",
+    "TargetGone",
+    "UnsafeCut",
+    "cut",
+    "get_arch",
+    "host_arch",
+]
+
+__version__ = "0.1.0"

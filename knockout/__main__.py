@@ -1,0 +1,5 @@
+import sys
+
+from knockout.cli import main
+
+sys.exit(main())

@@ -1,0 +1,75 @@
+"""The command line: the only place that prints and exits.
+
+Each subcommand lives in ``knockout/commands/<verb>.py`` and exposes
+``register(subparsers)``; the parser it adds sets ``func`` to a
+``cmd_<verb>(args) -> int``.  Library errors (:class:`KnockoutError`) become
+one line on stderr and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from knockout.errors import KnockoutError
+
+__all__ = ["build_parser", "main"]
+
+#: subcommand modules, in the order ``knockout --help`` lists them
+COMMANDS = (
+    "asm",
+    "disasm",
+    "cut",
+    "list",
+    "revert",
+    "trial",
+    "vm",
+)
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but usage errors exit 2 with one line saying what to do."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"knockout: error: {message} (see '{self.prog} --help')\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="knockout",
+        description="Cut code out of a running kernel or process and measure "
+        "whether the symptom goes away.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+    for name in COMMANDS:
+        try:
+            module = importlib.import_module(f"knockout.commands.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"knockout.commands.{name}":
+                raise
+            continue  # a command not built yet
+        module.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``knockout`` and ``python -m knockout``."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args))
+    except KnockoutError as exc:
+        print(f"knockout: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("knockout: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""One module per ``knockout`` subcommand; see :mod:`knockout.cli`."""
