@@ -8,7 +8,7 @@ import re
 from knockout.cuts import Identity, Intent, RawBytes, Return, SetReg, Skip, SkipCall
 from knockout.errors import BadInput
 
-__all__ = ["add_intent_options", "intent_from_args", "parse_int", "parse_hex"]
+__all__ = ["add_intent_options", "intent_from_args", "parse_hex", "parse_int"]
 
 
 def parse_int(text: str) -> int:
@@ -40,7 +40,7 @@ def add_intent_options(parser: argparse.ArgumentParser, *, allow_aa: bool = Fals
     """Add the mutually exclusive intent options to ``parser``."""
     group = parser.add_mutually_exclusive_group(required=True)
     group.add_argument("--return", dest="ret", metavar="V", help="return V at the function's entry")
-    group.add_argument("--set", dest="set", metavar="REG=V", help="replace one instruction by REG=V")
+    group.add_argument("--set", dest="set", metavar="REG=V", help="one instruction becomes REG=V")
     group.add_argument("--skip", action="store_true", help="skip one instruction (NOPs)")
     group.add_argument(
         "--skip-call",

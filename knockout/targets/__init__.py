@@ -66,10 +66,9 @@ def reverting_on_signals() -> Iterator[None]:
 
     saved = {}
     for sig in (signal.SIGTERM, signal.SIGHUP):
-        try:
+        # ValueError: not the main thread, where the caller handles signals
+        with contextlib.suppress(ValueError):
             saved[sig] = signal.signal(sig, _raise)
-        except ValueError:  # not the main thread: the caller handles signals
-            pass
     try:
         yield
     finally:
