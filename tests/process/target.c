@@ -1,0 +1,129 @@
+/* The program knockout's process tests cut into.
+ *
+ * usage: target NTHREADS [idle]
+ *   NTHREADS = 0: the main thread itself runs the hot loop (single-threaded);
+ *   NTHREADS > 0: that many worker threads run it and the main thread answers.
+ *   idle: each iteration sleeps 1 ms (for benchmarks with many threads).
+ *
+ * Every worker calls compute(7), outer(7) and flagged() in a loop.  For each
+ * line read on stdin the program waits until every worker has finished a
+ * call that *started after* the line arrived, then prints one line:
+ *   "c,o,f c,o,f ..."  (one triple per worker)
+ * Unmodified: "22,1049,1" for every worker.
+ */
+#include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#define NOIPA __attribute__((noipa))
+
+volatile int factor = 3;
+
+NOIPA int compute(int x) { return x * factor + 1; }
+
+NOIPA int helper(int x) { return x * x; }
+
+NOIPA int outer(int x) { return helper(x) + 1000; }
+
+NOIPA void mark(volatile int *p) { *p = 1; }
+
+NOIPA int flagged(void)
+{
+	volatile int f = 0;
+	mark(&f);
+	return f;
+}
+
+struct slot {
+	_Atomic unsigned gen;
+	_Atomic int c, o, f;
+	char pad[48];
+};
+
+static _Atomic unsigned generation;
+static struct slot *slots;
+static int idle;
+
+static void iterate(struct slot *s)
+{
+	unsigned g = atomic_load(&generation);
+	int c = compute(7), o = outer(7), f = flagged();
+	atomic_store(&s->c, c);
+	atomic_store(&s->o, o);
+	atomic_store(&s->f, f);
+	atomic_store(&s->gen, g);
+	if (idle)
+		usleep(1000);
+}
+
+static void *worker(void *arg)
+{
+	for (;;)
+		iterate(arg);
+	return NULL;
+}
+
+static void report(int n)
+{
+	for (int i = 0; i < n; i++)
+		printf("%s%d,%d,%d", i ? " " : "", atomic_load(&slots[i].c),
+		       atomic_load(&slots[i].o), atomic_load(&slots[i].f));
+	printf("\n");
+	fflush(stdout);
+}
+
+static int line_ready(int timeout_ms)
+{
+	struct pollfd p = { .fd = 0, .events = POLLIN };
+	return poll(&p, 1, timeout_ms) > 0;
+}
+
+static int read_line(void)
+{
+	int ch;
+	while ((ch = getchar()) != EOF && ch != '\n')
+		;
+	return ch != EOF;
+}
+
+static void single_threaded(void)
+{
+	for (unsigned long i = 0;; i++) {
+		iterate(&slots[0]);
+		if ((i & 255) == 0 && line_ready(0)) {
+			if (!read_line())
+				return;
+			atomic_fetch_add(&generation, 1);
+			iterate(&slots[0]);
+			report(1);
+		}
+	}
+}
+
+int main(int argc, char **argv)
+{
+	int n = argc > 1 ? atoi(argv[1]) : 0;
+	idle = argc > 2;
+	slots = calloc(n ? n : 1, sizeof(*slots));
+	printf("ready\n");
+	fflush(stdout);
+	if (n == 0) {
+		single_threaded();
+		return 0;
+	}
+	for (int i = 0; i < n; i++) {
+		pthread_t t;
+		pthread_create(&t, NULL, worker, &slots[i]);
+	}
+	while (read_line()) {
+		unsigned g = atomic_fetch_add(&generation, 1) + 1;
+		for (int i = 0; i < n; i++)
+			while (atomic_load(&slots[i].gen) < g)
+				usleep(50);
+		report(n);
+	}
+	return 0;
+}
