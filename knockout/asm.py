@@ -11,13 +11,16 @@ never depend on keystone: they are encoded by ``knockout.arch.<isa>``.
 from __future__ import annotations
 
 import functools
+import re
 from dataclasses import dataclass
+from typing import Any
 
 import capstone
 
 from knockout.arch import Arch, get_arch
+from knockout.errors import BadInput, NotFound
 
-__all__ = ["Insn", "disasm"]
+__all__ = ["Encoded", "Insn", "asm", "disasm"]
 
 
 @dataclass(frozen=True)
@@ -69,3 +72,76 @@ def disasm(data: bytes, arch: Arch | str, vma: int = 0) -> list[Insn]:
         Insn(address, bytes(data[address - vma : address - vma + size]), mnemonic, op_str)
         for address, size, mnemonic, op_str in _capstone(a.name).disasm_lite(data, vma)
     ]
+
+
+@dataclass(frozen=True)
+class Encoded:
+    """One instruction knockout encoded itself: its assembly text and its bytes."""
+
+    text: str
+    data: bytes
+
+
+_KEYSTONE_MODES = {
+    "x86_64": ("KS_ARCH_X86", "KS_MODE_64"),
+    "aarch64": ("KS_ARCH_ARM64", "KS_MODE_LITTLE_ENDIAN"),
+}
+
+
+@functools.cache
+def _keystone(arch_name: str) -> Any:
+    try:
+        import keystone
+    except ImportError:
+        raise NotFound(
+            "free-form assembly needs keystone: run '.venv/bin/pip install keystone-engine' "
+            "(it has no wheel for aarch64 hosts; cut intents do not need it)"
+        ) from None
+    ks_arch, ks_mode = _KEYSTONE_MODES[arch_name]
+    return keystone.Ks(getattr(keystone, ks_arch), getattr(keystone, ks_mode))
+
+
+def _statements(text: str) -> list[tuple[int, str]]:
+    """``(line number, statement)`` for every non-empty statement of ``text``."""
+    out = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        for stmt in line.split(";"):
+            stmt = re.sub(r"(//|#(?!-?\s*0x|-?\d)).*$", "", stmt).strip()
+            if stmt:
+                out.append((number, stmt))
+    return out
+
+
+def _assembly_error(ks: Any, text: str, vma: int, message: str) -> BadInput:
+    """Find the statement keystone rejects on its own and name it."""
+    import keystone
+
+    for number, stmt in _statements(text):
+        try:
+            ks.asm(stmt, vma)
+        except keystone.KsError as exc:
+            if exc.errno != keystone.KS_ERR_ASM_SYMBOL_MISSING:
+                return BadInput(f"line {number}: {stmt!r}: {exc.message}; fix that statement")
+    return BadInput(f"cannot assemble {text!r}: {message}; check labels and syntax")
+
+
+def asm(text: str, arch: Arch | str, vma: int = 0) -> bytes:
+    """Assemble ``text`` (Intel syntax on x86_64) as if it were at ``vma``.
+
+    Statements are separated by newlines or ``;``.  Uses keystone in-process;
+    an error names the offending line.
+
+    >>> asm("mov x28, #0; ret", "arm64").hex()
+    '1c0080d2c0035fd6'
+    """
+    a = get_arch(arch)
+    ks = _keystone(a.name)
+    import keystone
+
+    try:
+        encoding, _count = ks.asm(text, vma)
+    except keystone.KsError as exc:
+        raise _assembly_error(ks, text, vma, exc.message) from None
+    if not encoding:
+        raise BadInput(f"{text!r} assembles to nothing; write at least one instruction")
+    return bytes(encoding)
