@@ -1,0 +1,244 @@
+"""ELF files: their text symbols, their bytes at an address, their debug file.
+
+A thin layer over pyelftools for headers and segments; the symbol table is
+unpacked with :mod:`struct` in one pass, because pyelftools' per-symbol
+parsing is too slow for tables of 100 000 symbols (vmlinux, libpython).
+
+>>> image = open_elf("/bin/true")  # doctest: +SKIP
+>>> image.arch.name  # doctest: +SKIP
+'x86_64'
+"""
+
+from __future__ import annotations
+
+import bisect
+import functools
+import os
+import struct
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, BinaryIO
+
+from elftools.common.exceptions import ELFError
+from elftools.elf.elffile import ELFFile
+from elftools.elf.sections import NoteSection
+
+from knockout.arch import ARCHES, Arch
+from knockout.errors import BadInput, NotFound, Refused
+
+__all__ = [
+    "ElfImage",
+    "RawSymbol",
+    "debug_file_for",
+    "open_elf",
+    "open_file",
+    "read_kcore",
+]
+
+#: where Debian/Fedora install detached debug files, by build-id
+DEBUG_ROOT = "/usr/lib/debug"
+
+_STT_FUNC, _STT_NOTYPE, _STT_GNU_IFUNC = 2, 0, 10
+_SHN_UNDEF, _SHN_LORESERVE = 0, 0xFF00
+_SHF_EXECINSTR = 0x4
+
+
+@dataclass(frozen=True)
+class RawSymbol:
+    """A text symbol as the ELF file records it (link-time address)."""
+
+    name: str
+    address: int
+    size: int
+    is_global: bool
+
+
+def open_file(path: str) -> BinaryIO:
+    """Open ``path`` for reading, or raise a one-line error saying what to do."""
+    try:
+        return open(path, "rb")
+    except FileNotFoundError:
+        raise NotFound(f"{path}: no such file; check the path") from None
+    except IsADirectoryError:
+        raise BadInput(f"{path}: is a directory; name an ELF file") from None
+    except PermissionError:
+        raise Refused(f"{path}: permission denied; run as root or fix its mode") from None
+    except OSError as exc:
+        raise NotFound(f"{path}: cannot read ({exc.strerror}); check the path") from None
+
+
+class ElfImage:
+    """One opened ELF file.  Keep it alive while its data is used."""
+
+    def __init__(self, path: str, stream: BinaryIO) -> None:
+        self.path = path
+        self._stream = stream
+        try:
+            self.elf = ELFFile(stream)
+            self._segments = [
+                (s["p_vaddr"], s["p_offset"], s["p_filesz"], s["p_memsz"])
+                for s in self.elf.iter_segments()
+                if s["p_type"] == "PT_LOAD"
+            ]
+        except (ELFError, struct.error, ValueError) as exc:
+            raise BadInput(f"{path}: not a readable ELF file ({exc}); name an ELF file") from None
+
+    @property
+    def arch(self) -> Arch:
+        """The architecture the file's ``e_machine`` names."""
+        machine = self.elf["e_machine"]
+        for arch in ARCHES:
+            if arch.elf_machine == machine:
+                return arch
+        raise BadInput(f"{self.path}: machine {machine} is not one knockout can disassemble")
+
+    @property
+    def is_relocatable(self) -> bool:
+        """True for ``.o`` and ``.ko`` files (their text has no final address)."""
+        return bool(self.elf["e_type"] == "ET_REL")
+
+    def has_section(self, name: str) -> bool:
+        """Whether the file has a section called ``name``."""
+        return self.elf.get_section_by_name(name) is not None
+
+    def build_id(self) -> str | None:
+        """The GNU build-id as hex, or None."""
+        section = self.elf.get_section_by_name(".note.gnu.build-id")
+        if not isinstance(section, NoteSection):
+            return None
+        for note in section.iter_notes():
+            if note["n_type"] == "NT_GNU_BUILD_ID":
+                return str(note["n_desc"])
+        return None
+
+    def text_symbols(self) -> list[RawSymbol]:
+        """Function symbols from ``.symtab``, or ``.dynsym`` when stripped.
+
+        A symbol of size 0 (an assembly label) gets the size up to the next
+        symbol of its section, or to the section's end.
+        """
+        for name in (".symtab", ".dynsym"):
+            section = self.elf.get_section_by_name(name)
+            if section is not None and section["sh_size"] > 0:
+                return self._sized(list(self._unpack_symbols(section)))
+        return []
+
+    def _sized(self, found: list[tuple[int, RawSymbol]]) -> list[RawSymbol]:
+        starts: dict[int, list[int]] = {}
+        for shndx, sym in found:
+            starts.setdefault(shndx, []).append(sym.address)
+        for addresses in starts.values():
+            addresses.sort()
+        out = []
+        for shndx, sym in found:
+            if sym.size == 0:
+                addresses = starts[shndx]
+                i = bisect.bisect_right(addresses, sym.address)
+                end = addresses[i] if i < len(addresses) else self._section_end(shndx)
+                sym = RawSymbol(sym.name, sym.address, max(end - sym.address, 0), sym.is_global)
+            out.append(sym)
+        return out
+
+    def _section_end(self, index: int) -> int:
+        header = self.elf.get_section(index).header
+        return self._section_base(index) + int(header["sh_addr"] + header["sh_size"])
+
+    def _section_base(self, index: int) -> int:
+        """Where a section's symbols start: its address, or for ET_REL its file offset."""
+        header = self.elf.get_section(index).header
+        return int(header["sh_offset"] if self.is_relocatable else 0)
+
+    def _unpack_symbols(self, section: Any) -> Iterator[tuple[int, RawSymbol]]:
+        endian = "<" if self.elf.little_endian else ">"
+        if self.elf.elfclass == 64:
+            fmt, order = endian + "IBBHQQ", (0, 1, 3, 4, 5)
+        else:
+            fmt, order = endian + "IIIBBH", (0, 3, 5, 1, 2)
+        strtab = self.elf.get_section(section["sh_link"]).data()
+        executable = {
+            i for i, s in enumerate(self.elf.iter_sections()) if s["sh_flags"] & _SHF_EXECINSTR
+        }
+        bases: dict[int, int] = {}
+        for entry in struct.iter_unpack(fmt, section.data()):
+            st_name, st_info, st_shndx, st_value, st_size = (entry[i] for i in order)
+            kind = st_info & 0xF
+            if st_shndx == _SHN_UNDEF or st_shndx >= _SHN_LORESERVE or not st_name:
+                continue
+            if kind not in (_STT_FUNC, _STT_GNU_IFUNC) and not (
+                kind == _STT_NOTYPE and st_shndx in executable
+            ):
+                continue
+            name = strtab[st_name : strtab.index(b"\0", st_name)].decode("utf-8", "replace")
+            if name.startswith("$"):  # aarch64 mapping symbols $x / $d
+                continue
+            if self.is_relocatable and st_shndx not in bases:
+                bases[st_shndx] = self._section_base(st_shndx)
+            base = bases.get(st_shndx, 0)
+            yield st_shndx, RawSymbol(name, base + st_value, st_size, (st_info >> 4) != 0)
+
+    def read(self, address: int, size: int) -> bytes:
+        """The file's bytes at link-time ``address`` (through PT_LOAD, or sections)."""
+        for vaddr, offset, filesz, _memsz in self._segments:
+            if vaddr <= address and address + size <= vaddr + filesz:
+                return self._pread(offset + address - vaddr, size)
+        if self.is_relocatable:
+            return self._pread(address, size)  # symbols of ET_REL carry file offsets
+        raise NotFound(
+            f"{self.path}: no file bytes at {address:#x}..{address + size:#x}; "
+            "is the address from another file or a runtime address?"
+        )
+
+    def _pread(self, offset: int, size: int) -> bytes:
+        self._stream.seek(offset)
+        data = self._stream.read(size)
+        if len(data) != size:
+            raise NotFound(f"{self.path}: short read at offset {offset:#x}; the file is truncated")
+        return data
+
+    def load_bias(self, map_start: int, map_offset: int) -> int:
+        """The bias of a mapping of this file at ``map_start`` from file offset ``map_offset``.
+
+        A runtime address is the link-time address plus the bias (0 for a
+        non-PIE executable, the load base for PIE and shared libraries).
+        """
+        for vaddr, offset, filesz, _memsz in self._segments:
+            page_offset = offset & ~0xFFF
+            if page_offset <= map_offset < offset + max(filesz, 1):
+                return map_start - map_offset - (vaddr - offset)
+        return map_start - map_offset
+
+
+@functools.lru_cache(maxsize=64)
+def _open_cached(path: str, mtime_ns: int) -> ElfImage:
+    return ElfImage(path, open_file(path))
+
+
+def open_elf(path: str) -> ElfImage:
+    """Open an ELF file (cached per path and modification time)."""
+    try:
+        mtime = os.stat(path).st_mtime_ns
+    except FileNotFoundError:
+        raise NotFound(f"{path}: no such file; check the path") from None
+    except OSError as exc:
+        raise NotFound(f"{path}: cannot read ({exc.strerror}); check the path") from None
+    return _open_cached(path, mtime)
+
+
+def debug_file_for(image: ElfImage, root: str = DEBUG_ROOT) -> str | None:
+    """The path of ``image``'s detached debug file by build-id, if installed."""
+    build_id = image.build_id()
+    if not build_id or len(build_id) < 3:
+        return None
+    path = os.path.join(root, ".build-id", build_id[:2], build_id[2:] + ".debug")
+    return path if os.path.exists(path) else None
+
+
+def read_kcore(address: int, size: int, path: str = "/proc/kcore") -> bytes:
+    """Kernel memory at ``address`` through ``/proc/kcore`` (an ELF core file)."""
+    image = ElfImage(path, open_file(path))
+    try:
+        return image.read(address, size)
+    except NotFound:
+        raise NotFound(
+            f"{address:#x} is not in {path}; check the address against /proc/kallsyms"
+        ) from None
