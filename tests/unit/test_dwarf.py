@@ -1,0 +1,155 @@
+"""DWARF line tables, checked against binutils' addr2line and objdump on ELFs built here."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from knockout.asm import disasm
+from knockout.dwarf import SourceLine, dwarf_lines, lines_for_addresses, source_text
+from knockout.elf import open_elf
+from knockout.symbols import elf_symbols
+from tests.unit.test_symbols import built, needs_gcc
+
+__all__ = ["built"]  # the fixture, re-used from test_symbols
+
+OTHER_C = r"""
+int other_add(int a, int b)
+{
+	int s = a;
+	for (int i = 0; i < b; i++)
+		s += i ^ a;
+	return s;
+}
+"""
+
+
+def addr2line(path: Path, addresses: list[int]) -> list[tuple[str, int] | None]:
+    """binutils' answer for each address: (file, line), None for '??'."""
+    args = ["addr2line", "-e", str(path), *(f"{a:#x}" for a in addresses)]
+    out = subprocess.run(args, capture_output=True, text=True, check=True).stdout.splitlines()
+    result: list[tuple[str, int] | None] = []
+    for line in out:
+        match = re.match(r"^(.*):(\d+)", line)
+        result.append((match[1], int(match[2])) if match and match[2] != "0" else None)
+    return result
+
+
+def function_addresses(path: Path, name: str) -> list[int]:
+    symbol = elf_symbols(str(path)).lookup(name)
+    image = open_elf(str(path))
+    return [
+        i.address for i in disasm(image.read(symbol.address, symbol.size), "x86_64", symbol.address)
+    ]
+
+
+pytestmark = [
+    needs_gcc,
+    pytest.mark.skipif(shutil.which("addr2line") is None, reason="needs binutils"),
+]
+
+
+@pytest.mark.parametrize("variant", ["demo", "demo4"])
+def test_every_address_matches_addr2line(built: dict[str, Path], variant: str) -> None:
+    """DWARF 5 (gcc 12's default) and DWARF 4 give addr2line's file:line everywhere."""
+    path = built[variant]
+    lines = dwarf_lines(str(path))
+    assert lines is not None
+    for function in ("burn", "main"):
+        addresses = function_addresses(path, function)
+        expected = addr2line(path, addresses)
+        got = [lines.at(a) for a in addresses]
+        assert [(g[0], g[1]) if g else None for g in got] == expected, function
+
+
+def test_rows_interleave_like_addr2line(built: dict[str, Path]) -> None:
+    path = built["demo"]
+    lines = dwarf_lines(str(path))
+    assert lines is not None
+    burn = elf_symbols(str(path)).lookup("burn")
+    addresses = function_addresses(path, "burn")
+    rows = lines.rows(burn.address, burn.end)
+    assert rows and all(burn.address <= r.address < burn.end for r in rows)
+    per_insn = lines_for_addresses(rows, addresses)
+    assert [(r.file, r.line) if r else None for r in per_insn] == addr2line(path, addresses)
+
+
+def test_line_to_addresses_matches_gdb(built: dict[str, Path]) -> None:
+    if shutil.which("gdb") is None:
+        pytest.skip("needs gdb")
+    path = built["demo"]
+    lines = dwarf_lines(str(path))
+    assert lines is not None
+    for line in (16, 17, 24):
+        out = subprocess.run(
+            ["gdb", "-batch", "-ex", f"info line demo.c:{line}", str(path)],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        match = re.search(r'Line (\d+) of "[^"]*demo.c" starts at address (0x[0-9a-f]+)', out)
+        assert match, out
+        hits = lines.addresses_for_line("demo.c", line)
+        assert hits and hits[0].line == int(match[1])
+        assert int(match[2], 16) in {h.address for h in hits}, line
+
+
+def test_line_spec_resolves_through_table(built: dict[str, Path]) -> None:
+    table = elf_symbols(str(built["demo"]))
+    loc = table.resolve("demo.c:17")  # acc += i * i;
+    assert loc.symbol is not None and loc.symbol.name == "burn"
+    assert addr2line(built["demo"], [loc.address]) == [(str(built["src"]), 17)]
+    with pytest.raises(LookupError, match=r"no code for demo\.c:999"):
+        table.resolve("demo.c:999")
+
+
+def test_no_dwarf_in_stripped_file(built: dict[str, Path]) -> None:
+    assert dwarf_lines(str(built["stripped"])) is None
+    with pytest.raises(LookupError, match=r"no DWARF line information in .*stripped"):
+        elf_symbols(str(built["stripped"])).resolve("demo.c:17")
+
+
+def test_without_aranges_uses_cu_ranges(built: dict[str, Path], tmp_path: Path) -> None:
+    copy = tmp_path / "demo.noaranges"
+    subprocess.run(
+        ["objcopy", "--remove-section=.debug_aranges", str(built["demo"]), str(copy)], check=True
+    )
+    lines = dwarf_lines(str(copy))
+    assert lines is not None
+    addresses = function_addresses(built["demo"], "burn")
+    assert [lines.at(a) for a in addresses] == addr2line(built["demo"], addresses)
+
+
+def test_only_the_needed_compile_unit_is_decoded(built: dict[str, Path], tmp_path: Path) -> None:
+    other = tmp_path / "other.c"
+    other.write_text(OTHER_C)
+    main = tmp_path / "two"
+    subprocess.run(["gcc", "-O2", "-g", "-o", str(main), str(built["src"]), str(other)], check=True)
+    lines = dwarf_lines(str(main))
+    assert lines is not None
+    address = elf_symbols(str(main)).lookup("other_add").address
+    assert [lines.at(address)] == addr2line(main, [address])
+    assert len(lines._cus) == 1  # the CU of demo.c was never decoded
+    lines.at(address + 1)
+    assert len(lines._cus) == 1  # and other.c's table was decoded once
+
+
+def test_source_text(built: dict[str, Path]) -> None:
+    assert source_text(str(built["src"]), 17) == "\t\tacc += i * i;"
+    assert source_text(str(built["src"]), 10_000) is None
+    assert source_text("/no/such/file.c", 1) is None
+
+
+def test_lines_for_addresses_before_first_row() -> None:
+    rows = [SourceLine(0x10, "a.c", 1), SourceLine(0x20, "a.c", 2)]
+    assert lines_for_addresses(rows, [0x8, 0x10, 0x1F, 0x20, 0x30]) == [
+        None,
+        rows[0],
+        rows[0],
+        rows[1],
+        rows[1],
+    ]
