@@ -157,7 +157,7 @@ def render_json(lines: list[DisasmLine]) -> str:
 def render_text(lines: list[DisasmLine], mark: int | None = None) -> list[str]:
     """gdb-like text: ``=>`` marks ``mark``; source headings where the line changes."""
     out: list[str] = []
-    width = max((len(line.insn.data) for line in lines), default=1) * 3
+    width = max((len(line.insn.data) for line in lines), default=1) * 3 - 1
     last: tuple[str, int] | None = None
     shown: dict[str, int] = {}  # highest source line printed per file
     for line in lines:
@@ -167,9 +167,8 @@ def render_text(lines: list[DisasmLine], mark: int | None = None) -> list[str]:
             last = (row.file, row.line)
         arrow = "=>" if line.insn.address == mark else "  "
         data = line.insn.data.hex(" ")
-        out.append(
-            f"{arrow} {line.insn.address:#018x} <{line.location}>:\t{data:<{width}}\t{line.text}"
-        )
+        where = f" <{line.location}>" if line.location.symbol else ""
+        out.append(f"{arrow} {line.insn.address:#018x}{where}:\t{data:<{width}}\t{line.text}")
     return out
 
 
