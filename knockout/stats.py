@@ -261,8 +261,11 @@ class ArmSummary:
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
-        return {"median": self.median, "ci": list(self.ci) if self.ci else None,
-                "samples": list(self.samples)}  # fmt: skip
+        return {
+            "median": self.median,
+            "ci": list(self.ci) if self.ci else None,
+            "samples": list(self.samples),
+        }
 
 
 def bootstrap_ci(
@@ -363,8 +366,20 @@ def judge(baseline: Sequence[float], cut: Sequence[float], design: Design) -> Ju
     look = design.look_at(n) if len(baseline) == len(cut) else None
     base_s, cut_s = summarize_arm(baseline), summarize_arm(cut)
     if n == 0:
-        return Judgement("inconclusive", "no complete window in each arm", None, math.nan,
-                         None, 1.0, 1.0, 1.0, 1.0, base_s, cut_s, design)  # fmt: skip
+        return Judgement(
+            "inconclusive",
+            "no complete window in each arm",
+            None,
+            math.nan,
+            None,
+            1.0,
+            1.0,
+            1.0,
+            1.0,
+            base_s,
+            cut_s,
+            design,
+        )
     tests = run_tests(baseline, cut, design)
     level = look.alpha if look else 0.0
     code = int(verdict_codes(tests, design, level))
@@ -374,17 +389,23 @@ def judge(baseline: Sequence[float], cut: Sequence[float], design: Design) -> Ju
     p_value = {GONE: p_red, PERSISTS: p_in}.get(code, p_red)
     effect_ci = bootstrap_ci([baseline, cut], _effect_statistic)
     reason = _reason(verdict, effect, p_value, level, n, look, design)
-    return Judgement(verdict, reason, look, effect, effect_ci, p_value, p_red, p_in, p_nw,
-                     base_s, cut_s, design)  # fmt: skip
+    return Judgement(
+        verdict, reason, look, effect, effect_ci, p_value, p_red, p_in, p_nw, base_s, cut_s, design
+    )
 
 
 def _reason(
-    verdict: Verdict, effect: float, p: float, level: float, n: int, look: Look | None,
+    verdict: Verdict,
+    effect: float,
+    p: float,
+    level: float,
+    n: int,
+    look: Look | None,
     design: Design,
-) -> str:  # fmt: skip
+) -> str:
     delta = f"{design.min_effect:.0%}"
     if verdict == "gone":
-        return f"symptom {effect:+.0%} (p={p:.2g} < {level:.2g} at {n} windows/arm)"
+        return f"symptom {effect:+.0%} (p={p:.2g} ≤ {level:.2g} at {n} windows/arm)"
     if verdict == "persists":
         return f"symptom {effect:+.0%}, a change of {delta} or more ruled out (p={p:.2g})"
     if look is None:
