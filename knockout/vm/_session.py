@@ -1,0 +1,485 @@
+"""A running guest: boot, run commands through the virtio port, power off.
+
+One guest runs at a time on the machine: every boot takes an exclusive
+``flock`` on :data:`LOCK_PATH` and holds it until QEMU has exited.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import fcntl
+import os
+import secrets
+import shlex
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import NoReturn
+
+from knockout.errors import BadInput, KnockoutError, NotFound, Refused, TargetGone
+from knockout.vm._initramfs import build_initramfs, cache_dir
+from knockout.vm._qemu import (
+    GuestConfig,
+    choose_accel,
+    default_kernel,
+    kernel_release,
+    parse_mem,
+    qemu_command,
+)
+
+__all__ = [
+    "LOCK_PATH",
+    "GuestResult",
+    "GuestSession",
+    "GuestTimeout",
+    "run_in_guest",
+]
+
+#: every process that runs a QEMU guest here holds an exclusive flock on this
+LOCK_PATH = Path("/tmp/knockout-guest.lock")
+
+#: the environment a guest command starts with (the host's is not passed)
+BASE_ENV = {
+    "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+    "HOME": "/root",
+    "LANG": "C.UTF-8",
+    "TERM": "dumb",
+    "PYTHONDONTWRITEBYTECODE": "1",
+}
+
+_KEEP_LOGS = 30
+_TAIL_LINES = 40
+
+#: console lines that say why a guest died, most telling first
+_CAUSES = (
+    "Kernel panic - not syncing",
+    "BUG: ",
+    "Oops: ",
+    "general protection fault",
+    "sysrq: ",
+    "knockout-init: ",
+)
+
+OutputCallback = Callable[[bytes], object]
+
+
+class GuestTimeout(KnockoutError, TimeoutError):
+    """The guest did not boot, or a command did not finish, in time."""
+
+
+@dataclass(frozen=True)
+class GuestResult:
+    """What one command in the guest did."""
+
+    returncode: int
+    output: str  #: stdout and stderr interleaved, decoded as UTF-8 (errors replaced)
+    seconds: float  #: wall time of the command, seen from the host
+    boot_seconds: float  #: QEMU start to the guest ready for its first command
+    console_log: Path  #: the guest's serial console (kernel messages)
+
+
+def _die_with_parent() -> None:
+    """In the QEMU child: get SIGKILL when knockout dies, whatever the cause."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
+def _take_lock(timeout: float | None, on_wait: OutputCallback | None) -> int:
+    fd = os.open(LOCK_PATH, os.O_RDWR | os.O_CREAT, 0o666)
+    deadline = None if timeout is None else time.monotonic() + timeout
+    waited = False
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return fd
+        except BlockingIOError:
+            if not waited and on_wait is not None:
+                on_wait(f"waiting for {LOCK_PATH}: another guest is running\n".encode())
+            waited = True
+            if deadline is not None and time.monotonic() > deadline:
+                os.close(fd)
+                raise Refused(
+                    f"another guest held {LOCK_PATH} for {timeout:.0f} s; "
+                    f"wait for it to finish (fuser -v {LOCK_PATH} shows who)"
+                ) from None
+            time.sleep(0.2)
+
+
+def _new_console_log() -> Path:
+    logs = cache_dir() / "guest-logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    for old in sorted(logs.glob("console-2*.log"))[:-_KEEP_LOGS]:
+        old.unlink(missing_ok=True)
+        old.with_suffix(".qemu").unlink(missing_ok=True)
+    path = logs / f"console-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"
+    latest = logs / "console-latest.log"
+    latest.unlink(missing_ok=True)
+    latest.symlink_to(path.name)
+    return path
+
+
+def _script(command: str | Sequence[str], env: Mapping[str, str], cwd: str) -> str:
+    body = command if isinstance(command, str) else shlex.join(command)
+    lines = [f"export {k}={shlex.quote(v)}" for k, v in {**BASE_ENV, **env}.items()]
+    lines.append(f"cd {shlex.quote(cwd)} || exit 125")
+    return "\n".join([*lines, body, ""])
+
+
+class GuestSession:
+    """A booted guest that runs commands one after another.
+
+    Use it as a context manager (or call :meth:`start` and :meth:`close`)::
+
+        with GuestSession(rwdirs=[out]) as guest:
+            print(guest.run("uname -r").output)
+
+    A command that times out, or an interrupt, kills the guest (its state is
+    unknown); :attr:`alive` tells, and a new session boots a fresh one.
+    """
+
+    def __init__(
+        self,
+        *,
+        kernel: Path | str | None = None,
+        mem: str = "4G",
+        cpus: int = 2,
+        rwdirs: Sequence[Path | str] = (),
+        perf_friendly: bool = False,
+        kernel_args: Sequence[str] = (),
+        boot_timeout: float = 120.0,
+        lock_timeout: float | None = None,
+        on_wait: OutputCallback | None = None,
+    ) -> None:
+        if cpus < 1:
+            raise BadInput(f"--cpus must be at least 1, not {cpus}")
+        self.kernel = Path(kernel) if kernel is not None else default_kernel()
+        self.release = kernel_release(self.kernel)
+        self.mem = parse_mem(mem)
+        self.cpus = cpus
+        self.rwdirs = [_checked_rwdir(d) for d in rwdirs]
+        self.perf_friendly = perf_friendly
+        self.kernel_args = tuple(kernel_args)
+        self.boot_timeout = boot_timeout
+        self.lock_timeout = lock_timeout
+        self.on_wait = on_wait
+        self.boot_seconds = 0.0
+        self.console_log = Path()
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._conn: socket.socket | None = None
+        self._lock_fd: int | None = None
+        self._tmp: Path | None = None
+        self._nonce = secrets.token_hex(8)
+        self._next_id = 0
+        self._pending = b""
+
+    # -- lifecycle ---------------------------------------------------------
+
+    def __enter__(self) -> GuestSession:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    @property
+    def alive(self) -> bool:
+        """True while QEMU runs and the guest answers commands."""
+        return self._proc is not None and self._proc.poll() is None and self._conn is not None
+
+    def start(self) -> None:
+        """Take the lock, boot the guest and wait until it is ready."""
+        if self._proc is not None:
+            raise BadInput("this guest session was already started; make a new one")
+        initrd = build_initramfs(self.release)
+        self._lock_fd = _take_lock(self.lock_timeout, self.on_wait)
+        try:
+            self._boot(initrd)
+        except BaseException:
+            self.close()
+            raise
+
+    def _boot(self, initrd: Path) -> None:
+        self._tmp = Path(tempfile.mkdtemp(prefix="knockout-guest-"))
+        ctl = self._tmp / "ctl"
+        ctl.mkdir()
+        (ctl / "config.sh").write_text(self._config_sh())
+        sock_path = self._tmp / "ko.sock"
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        listener.bind(str(sock_path))
+        listener.listen(1)
+        self.console_log = _new_console_log()
+        config = GuestConfig(
+            kernel=self.kernel,
+            initrd=initrd,
+            mem=self.mem,
+            cpus=self.cpus,
+            accel=choose_accel(),
+            rwdirs=self.rwdirs,
+            kernel_args=self.kernel_args,
+        )
+        argv = qemu_command(config, ctl_dir=ctl, socket=sock_path, console=self.console_log)
+        started = time.monotonic()
+        with self.console_log.with_suffix(".qemu").open("wb") as stderr:
+            self._proc = subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=stderr,
+                stderr=stderr,
+                start_new_session=True,
+                preexec_fn=_die_with_parent,
+            )
+        try:
+            self._conn = self._accept(listener, started + self.boot_timeout)
+        finally:
+            listener.close()
+        ready = f"KNOCKOUT-READY {self._nonce}".encode()
+        self._read_until(ready, started + self.boot_timeout, "boot")
+        self.boot_seconds = time.monotonic() - started
+
+    def _config_sh(self) -> str:
+        lines = [f"NONCE={self._nonce}"]
+        lines += [f"mount_rw korw{i} {shlex.quote(str(d))}" for i, d in enumerate(self.rwdirs)]
+        if self.perf_friendly:
+            lines.append("perf_friendly")
+        return "\n".join([*lines, ""])
+
+    def _accept(self, listener: socket.socket, deadline: float) -> socket.socket:
+        listener.settimeout(0.2)
+        while True:
+            try:
+                conn, _ = listener.accept()
+                conn.settimeout(0.2)
+                return conn
+            except TimeoutError:
+                self._check_running("boot")
+                if time.monotonic() > deadline:
+                    self._fail_timeout("QEMU did not connect", self.boot_timeout)
+
+    def close(self) -> None:
+        """Power the guest off (kill it if it does not go), release the lock."""
+        try:
+            if self._proc is not None and self._proc.poll() is None:
+                self._poweroff()
+        finally:
+            self._kill()
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+            if self._tmp is not None:
+                shutil.rmtree(self._tmp, ignore_errors=True)
+                self._tmp = None
+            if self._lock_fd is not None:
+                os.close(self._lock_fd)
+                self._lock_fd = None
+
+    def _poweroff(self) -> None:
+        assert self._proc is not None
+        if self._conn is not None:
+            try:
+                self._conn.sendall(b"poweroff\n")
+            except OSError:
+                return
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self._proc.wait(timeout=20)
+
+    def _kill(self) -> None:
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.kill()
+            self._proc.wait()
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    # -- commands ----------------------------------------------------------
+
+    def run(
+        self,
+        command: str | Sequence[str],
+        *,
+        timeout: float = 600.0,
+        env: Mapping[str, str] | None = None,
+        cwd: str = "/",
+        on_output: OutputCallback | None = None,
+    ) -> GuestResult:
+        """Run ``command`` (``sh -c`` text, or an argv) as root in the guest.
+
+        Output is streamed to ``on_output`` as it arrives and returned whole.
+        Raises :class:`GuestTimeout` after ``timeout`` seconds and
+        :class:`TargetGone` if the guest dies (panic, poweroff); both kill it.
+        """
+        if not self.alive:
+            raise TargetGone("the guest is not running; start a new GuestSession")
+        assert self._conn is not None and self._tmp is not None
+        run_id = self._next_id
+        self._next_id += 1
+        script = self._tmp / "ctl" / f"cmd-{run_id}.sh"
+        script.write_text(_script(command, env or {}, cwd))
+        started = time.monotonic()
+        try:
+            self._conn.sendall(f"run {run_id}\n".encode())
+            marker = f"\x1eKNOCKOUT-EXIT {self._nonce} {run_id} ".encode()
+            output, tail = self._read_until(marker, started + timeout, "command", on_output)
+        except BaseException:
+            self._kill()
+            raise
+        finally:
+            script.unlink(missing_ok=True)
+        return GuestResult(
+            returncode=int(tail),
+            output=output.decode(errors="replace"),
+            seconds=time.monotonic() - started,
+            boot_seconds=self.boot_seconds,
+            console_log=self.console_log,
+        )
+
+    def _read_until(
+        self,
+        marker: bytes,
+        deadline: float,
+        what: str,
+        on_output: OutputCallback | None = None,
+    ) -> tuple[bytes, bytes]:
+        """Bytes before ``marker``, and the rest of the marker's line.
+
+        Everything before the marker is passed to ``on_output`` as it comes,
+        holding back only what could be the start of the marker.
+        """
+        assert self._conn is not None
+        buf, self._pending, emitted = self._pending, b"", 0
+        while True:
+            idx = buf.find(marker)
+            end = buf.find(b"\n", idx + len(marker)) if idx >= 0 else -1
+            if end >= 0:
+                if on_output is not None and idx > emitted:
+                    on_output(buf[emitted:idx])
+                self._pending = buf[end + 1 :]
+                return buf[:idx], buf[idx + len(marker) : end]
+            safe = len(buf) - len(marker) + 1 if idx < 0 else idx
+            if on_output is not None and safe > emitted:
+                on_output(buf[emitted:safe])
+                emitted = safe
+            buf += self._recv(deadline, what)
+
+    def _recv(self, deadline: float, what: str) -> bytes:
+        assert self._conn is not None
+        while True:
+            try:
+                data = self._conn.recv(65536)
+            except TimeoutError:
+                self._check_running(what)
+                if time.monotonic() > deadline:
+                    self._fail_timeout(f"the guest's {what} did not finish", None)
+                continue
+            if not data:
+                self._proc_exit_wait()
+                self._fail_gone(what)
+            return data
+
+    # -- failures ----------------------------------------------------------
+
+    def _proc_exit_wait(self) -> None:
+        if self._proc is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self._proc.wait(timeout=5)
+
+    def _check_running(self, what: str) -> None:
+        if self._proc is not None and self._proc.poll() is not None:
+            self._fail_gone(what)
+
+    def _fail_gone(self, what: str) -> NoReturn:
+        code = self._proc.poll() if self._proc is not None else None
+        self._kill()
+        raise TargetGone(
+            f"the guest died during {what} (qemu exit status {code}){self._cause()}; "
+            f"full log: {self.console_log}\n{self.console_tail()}"
+        )
+
+    def _cause(self) -> str:
+        """``: <the console line that says why>``, or nothing if none does."""
+        try:
+            text = self.console_log.read_bytes().decode(errors="replace")
+        except OSError:
+            return ""
+        for cause in _CAUSES:
+            for line in text.splitlines():
+                if cause in line:
+                    return ": " + line.split("] ", 1)[-1].strip()
+        return ""
+
+    def _fail_timeout(self, message: str, seconds: float | None) -> NoReturn:
+        self._kill()
+        limit = f" in {seconds:.0f} s" if seconds is not None else " in time"
+        raise GuestTimeout(
+            f"{message}{limit}; the guest was killed; raise the timeout or see "
+            f"{self.console_log}\n{self.console_tail()}"
+        )
+
+    def console_tail(self, lines: int = _TAIL_LINES) -> str:
+        """The last lines of the serial console and of QEMU's own messages."""
+        parts = []
+        for path, title in (
+            (self.console_log, "console"),
+            (self.console_log.with_suffix(".qemu"), "qemu"),
+        ):
+            try:
+                text = path.read_bytes().decode(errors="replace")
+            except OSError:
+                continue
+            tail = [line.rstrip("\r") for line in text.splitlines()[-lines:]]
+            if tail:
+                parts.append(f"--- {title} (last {len(tail)} lines) ---\n" + "\n".join(tail))
+        return "\n".join(parts) or "(no console output)"
+
+
+def _checked_rwdir(path: Path | str) -> Path:
+    resolved = Path(path).resolve()
+    if not resolved.is_dir():
+        raise NotFound(f"rwdir {path} is not a directory; create it first")
+    if resolved == Path("/"):
+        raise BadInput("the host's / cannot be an rwdir; share a directory below it")
+    return resolved
+
+
+def run_in_guest(
+    command: str | Sequence[str],
+    *,
+    kernel: Path | str | None = None,
+    mem: str = "4G",
+    cpus: int = 2,
+    rwdir: Path | str | Sequence[Path | str] | None = None,
+    timeout: float = 600.0,
+    env: Mapping[str, str] | None = None,
+    cwd: str = "/",
+    perf_friendly: bool = False,
+    on_output: OutputCallback | None = None,
+) -> GuestResult:
+    """Boot a guest, run one command in it, power it off; see :class:`GuestSession`."""
+    if rwdir is None:
+        rwdirs: list[Path | str] = []
+    elif isinstance(rwdir, (str, Path)):
+        rwdirs = [rwdir]
+    else:
+        rwdirs = list(rwdir)
+    session = GuestSession(
+        kernel=kernel,
+        mem=mem,
+        cpus=cpus,
+        rwdirs=rwdirs,
+        perf_friendly=perf_friendly,
+        boot_timeout=timeout,
+    )
+    with session:
+        return session.run(command, timeout=timeout, env=env, cwd=cwd, on_output=on_output)
