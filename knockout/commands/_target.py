@@ -11,6 +11,7 @@ import argparse
 from collections.abc import Callable
 
 from knockout.commands._cutopts import parse_int
+from knockout.commands._kernel import open_kernel
 from knockout.errors import BadInput
 from knockout.targets import Target
 
@@ -47,7 +48,10 @@ def open_process(args: argparse.Namespace) -> Target:
 
 
 #: kind -> opener; the kernel target registers ``"kernel"`` here
-OPENERS: dict[str, Callable[[argparse.Namespace], Target]] = {"process": open_process}
+OPENERS: dict[str, Callable[[argparse.Namespace], Target]] = {
+    "process": open_process,
+    "kernel": open_kernel,
+}
 
 
 def open_target(args: argparse.Namespace) -> Target:

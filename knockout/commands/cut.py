@@ -39,6 +39,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     add_intent_options(parser)
     parser.add_argument("--for", dest="duration", type=float, metavar="SECONDS", help="hold time")
     parser.add_argument(
+        "--ttl",
+        type=float,
+        metavar="SECONDS",
+        help="--kernel: the module reverts the cut this long after knockout dies (default 5)",
+    )
+    parser.add_argument(
         "--detach", action="store_true", help="leave the cut in place (journaled) and exit"
     )
     parser.add_argument("--json", action="store_true", help="print JSON lines")

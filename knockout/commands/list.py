@@ -12,6 +12,7 @@ from collections.abc import Callable
 
 from rich.console import Console
 
+from knockout.commands._kernel import kernel_rows
 from knockout.commands._target import add_target_options, target_kind
 from knockout.journal import Entry, Journal
 
@@ -67,7 +68,10 @@ def process_rows(args: argparse.Namespace) -> list[Row]:
 
 
 #: kind -> row source; the kernel target registers ``"kernel"`` here
-LISTERS: dict[str, Callable[[argparse.Namespace], list[Row]]] = {"process": process_rows}
+LISTERS: dict[str, Callable[[argparse.Namespace], list[Row]]] = {
+    "process": process_rows,
+    "kernel": kernel_rows,
+}
 
 
 def cmd_list(args: argparse.Namespace) -> int:

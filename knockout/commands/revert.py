@@ -12,6 +12,7 @@ import argparse
 import sys
 from collections.abc import Callable
 
+from knockout.commands._kernel import revert_kernel
 from knockout.commands._target import add_target_options, target_kind
 from knockout.errors import BadInput
 
@@ -42,7 +43,10 @@ def revert_processes(args: argparse.Namespace) -> list[Result]:
 
 
 #: kind -> reverter; the kernel target registers ``"kernel"`` here
-REVERTERS: dict[str, Callable[[argparse.Namespace], list[Result]]] = {"process": revert_processes}
+REVERTERS: dict[str, Callable[[argparse.Namespace], list[Result]]] = {
+    "process": revert_processes,
+    "kernel": revert_kernel,
+}
 
 
 def cmd_revert(args: argparse.Namespace) -> int:

@@ -1,0 +1,459 @@
+"""The running kernel as a cut target, through knockout's module.
+
+The module (``knockout/kmod/knockout.c``) does every write; this side builds
+it for the running kernel (:func:`build_module`, cached by kernel release and
+source hash), loads it (:func:`load_module`), and talks to its control file
+``/proc/knockout`` (:class:`Control`).  :class:`KernelTarget` implements
+:class:`knockout.targets.Target`.
+
+Every cut the module holds has a TTL: unless renewed it reverts itself.  A
+:class:`KernelTarget` renews its own cuts from a heartbeat thread while the
+Python process lives and reverts them at exit, so a knockout killed with
+SIGKILL leaves the kernel as it was within the TTL.
+
+>>> parse_listing("id=3 addr=ffffffff81000000 len=5 ttl_ms=900 state=active "
+...               "mech=text_poke_bp+stub old=0f1f440000 new=e900000000 sym=f+0x0/0x10")[0].ttl
+0.9
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import errno
+import hashlib
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+import threading
+import weakref
+from dataclasses import dataclass
+from pathlib import Path
+
+from knockout.arch import Arch, host_arch
+from knockout.cuts import Cut
+from knockout.elf import read_kcore
+from knockout.errors import BadInput, KnockoutError, NotFound, Refused, UnsafeCut
+from knockout.plan import CodeStyle
+from knockout.symbols import SymbolTable, kallsyms
+from knockout.targets import AppliedCut
+
+__all__ = [
+    "CONTROL_PATH",
+    "Control",
+    "KernelCut",
+    "KernelTarget",
+    "build_module",
+    "kernel_release",
+    "load_module",
+    "module_loaded",
+    "module_source_hash",
+    "parse_listing",
+    "unload_module",
+]
+
+#: the module's control file
+CONTROL_PATH = "/proc/knockout"
+#: where built modules are kept: ``<root>/<release>-<arch>-<hash>/knockout.ko``
+CACHE_ROOT = Path(os.environ.get("KNOCKOUT_KMOD_CACHE", "/var/cache/knockout/kmod"))
+#: the module's sources, shipped inside the package
+SOURCE_DIR = Path(__file__).resolve().parent.parent / "kmod"
+_SOURCES = ("knockout.c", "Kbuild")
+_CROSS = {"aarch64": ("arm64", "aarch64-linux-gnu-"), "x86_64": ("x86_64", "x86_64-linux-gnu-")}
+#: the mechanism the module reports, by architecture
+MECHANISM = {"x86_64": "text_poke_bp+stub", "aarch64": "aarch64_insn_patch_text"}
+
+
+def kernel_release() -> str:
+    """``uname -r`` of the running kernel."""
+    return platform.release()
+
+
+def module_source_hash() -> str:
+    """A short hash of the module's sources: a changed source is a new build."""
+    h = hashlib.sha256()
+    for name in _SOURCES:
+        h.update(name.encode() + b"\0" + (SOURCE_DIR / name).read_bytes() + b"\0")
+    return h.hexdigest()[:12]
+
+
+def _kdir(release: str) -> Path:
+    return Path(f"/lib/modules/{release}/build")
+
+
+def build_module(
+    release: str | None = None,
+    *,
+    kdir: Path | str | None = None,
+    arch: Arch | None = None,
+    cache_root: Path | None = None,
+) -> Path:
+    """The path of ``knockout.ko`` for ``release`` (default: running), built if not cached.
+
+    ``kdir`` is the kernel build tree (default ``/lib/modules/RELEASE/build``);
+    ``arch`` other than the host's cross-compiles (``aarch64`` with
+    ``aarch64-linux-gnu-gcc``).  Raises :class:`NotFound` without headers and
+    :class:`KnockoutError` with the compiler's last lines when the build fails.
+    """
+    release = release or kernel_release()
+    a = arch or host_arch()
+    root = cache_root or CACHE_ROOT
+    out = root / f"{release}-{a.name}-{module_source_hash()}"
+    ko = out / "knockout.ko"
+    if ko.exists():
+        return ko
+    tree = Path(kdir) if kdir is not None else _kdir(release)
+    if not (tree / "Makefile").exists():
+        raise NotFound(
+            f"no kernel build tree at {tree}; install the headers (apt-get install "
+            f"linux-headers-{release}) or pass kdir="
+        )
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        work = Path(tempfile.mkdtemp(prefix=".build-", dir=root))
+    except OSError as exc:
+        raise Refused(
+            f"cannot build the module into {root} ({exc.strerror}); build it on the host first "
+            "(python -c 'from knockout.targets.kernel import build_module; build_module()') "
+            "or set KNOCKOUT_KMOD_CACHE to a writable directory"
+        ) from None
+    try:
+        for name in _SOURCES:
+            shutil.copy2(SOURCE_DIR / name, work / name)
+        cmd = ["make", "-C", str(tree), f"M={work}", "modules"]
+        if a.name != host_arch().name:
+            karch, cross = _CROSS[a.name]
+            cmd[1:1] = [f"ARCH={karch}", f"CROSS_COMPILE={cross}"]
+        proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        if proc.returncode != 0 or not (work / "knockout.ko").exists():
+            tail = " | ".join((proc.stdout + proc.stderr).strip().splitlines()[-4:])
+            raise KnockoutError(f"building knockout.ko for {release} failed: {tail}")
+        try:
+            work.rename(out)
+        except OSError:
+            if not ko.exists():  # another builder won the race: theirs is as good
+                raise
+    finally:
+        if work.exists():
+            shutil.rmtree(work, ignore_errors=True)
+    return ko
+
+
+def module_loaded() -> bool:
+    """Whether the module's control file exists."""
+    return os.path.exists(CONTROL_PATH)
+
+
+def load_module(ko: Path | str | None = None) -> None:
+    """insmod ``ko`` (default: :func:`build_module`) unless the module is already loaded."""
+    if module_loaded():
+        return
+    path = Path(ko) if ko is not None else build_module()
+    proc = subprocess.run(["insmod", str(path)], capture_output=True, text=True, check=False)
+    if proc.returncode != 0 and not module_loaded():
+        why = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["unknown error"]
+        raise Refused(
+            f"insmod {path} failed: {why[0]}; run as root on a kernel that loads modules "
+            "(dmesg says why: lockdown, no kprobes, unknown symbol)"
+        )
+
+
+def unload_module() -> None:
+    """rmmod the module: it reverts every cut first; refused while a cut is stuck."""
+    if not module_loaded():
+        return
+    proc = subprocess.run(["rmmod", "knockout"], capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise Refused(
+            f"rmmod knockout failed: {proc.stderr.strip()}; a cut whose bytes changed under it "
+            "pins the module (see dmesg)"
+        )
+
+
+_ERRNO_CLASS: dict[int, type[KnockoutError]] = {
+    errno.EINVAL: BadInput,
+    errno.EPERM: Refused,
+    errno.EACCES: Refused,
+    errno.ENOENT: NotFound,
+    errno.EFAULT: BadInput,
+}
+
+
+class Control:
+    """One open descriptor on ``/proc/knockout``: a command in, its answer out."""
+
+    def __init__(self, path: str = CONTROL_PATH) -> None:
+        try:
+            self._fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
+        except FileNotFoundError:
+            raise NotFound(f"{path} does not exist; load the module (knockout.ko) first") from None
+        except PermissionError:
+            raise Refused(f"cannot open {path}: it needs root (CAP_SYS_ADMIN)") from None
+        self._lock = threading.Lock()
+
+    def close(self) -> None:
+        with self._lock:
+            if self._fd >= 0:
+                os.close(self._fd)
+                self._fd = -1
+
+    def __enter__(self) -> Control:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def raw(self, command: str | bytes) -> tuple[int, str]:
+        """Send one command; ``(errno or 0, answer line)``.  Never raises for a refusal."""
+        data = command.encode() if isinstance(command, str) else command
+        with self._lock:
+            try:
+                os.write(self._fd, data)
+                err = 0
+            except OSError as exc:
+                err = exc.errno or errno.EIO
+            answer = os.pread(self._fd, 1 << 16, 0).decode("ascii", "replace")
+        return err, answer.strip()
+
+    def command(self, command: str) -> str:
+        """Send one command; its answer, or the module's refusal as a knockout error."""
+        err, answer = self.raw(command)
+        if err:
+            message = answer.removeprefix("error: ") or os.strerror(err)
+            raise _ERRNO_CLASS.get(err, UnsafeCut)(f"kernel module: {message}")
+        return answer
+
+    def listing(self) -> list[KernelCut]:
+        """The cuts the module holds now."""
+        return parse_listing(self.command("list"))
+
+
+@dataclass(frozen=True)
+class KernelCut:
+    """One cut as the module lists it."""
+
+    id: int
+    address: int
+    size: int
+    ttl: float  #: seconds left before the module reverts it; -1 when stuck
+    state: str  #: "active" or "stuck"
+    mechanism: str
+    old: bytes
+    new: bytes
+    location: str
+
+
+def parse_listing(text: str) -> list[KernelCut]:
+    """Parse the module's list of cuts (one ``key=value`` line per cut)."""
+    out = []
+    for line in text.splitlines():
+        if not line.strip():
+            continue
+        fields = dict(part.split("=", 1) for part in line.split() if "=" in part)
+        try:
+            out.append(
+                KernelCut(
+                    id=int(fields["id"]),
+                    address=int(fields["addr"], 16),
+                    size=int(fields["len"]),
+                    ttl=int(fields["ttl_ms"]) / 1000 if int(fields["ttl_ms"]) >= 0 else -1.0,
+                    state=fields["state"],
+                    mechanism=fields["mech"],
+                    old=bytes.fromhex(fields["old"]),
+                    new=bytes.fromhex(fields["new"]),
+                    location=fields.get("sym", ""),
+                )
+            )
+        except (KeyError, ValueError) as exc:
+            raise KnockoutError(f"unexpected line from the module: {line!r} ({exc})") from None
+    return out
+
+
+#: live targets, reverted at interpreter exit
+_LIVE: weakref.WeakSet[KernelTarget] = weakref.WeakSet()
+
+
+def _revert_live_at_exit() -> None:
+    for target in list(_LIVE):
+        target.close()
+
+
+atexit.register(_revert_live_at_exit)
+
+
+class KernelTarget:
+    """The running kernel; cuts go through the module and carry a TTL.
+
+    ``ttl`` (seconds) is how long a cut survives this process dying; the
+    heartbeat renews every ``ttl / 4``.  ``load=True`` builds and loads the
+    module when it is not loaded.
+    """
+
+    def __init__(self, *, ttl: float = 5.0, load: bool = True, kcore: str = "/proc/kcore") -> None:
+        if not 0.2 <= ttl <= 86400:
+            raise BadInput(f"--ttl takes 0.2 to 86400 seconds; got {ttl:g}")
+        self.arch: Arch = host_arch()
+        self.ttl = ttl
+        self._kcore = kcore if os.access(kcore, os.R_OK) else None
+        if load:
+            load_module()
+        self.control = Control()
+        self._held: dict[int, AppliedCut] = {}
+        self._held_lock = threading.Lock()
+        self._symbols: SymbolTable | None = None
+        self._stop = threading.Event()
+        self._beat: threading.Thread | None = None
+        self.expired: list[AppliedCut] = []  #: cuts the module reverted on its own (TTL)
+        _LIVE.add(self)
+
+    @property
+    def description(self) -> str:
+        return f"kernel {kernel_release()}"
+
+    # --- reading -------------------------------------------------------------
+
+    def read(self, address: int, size: int) -> bytes:
+        """Kernel memory through ``/proc/kcore`` if readable, else text through the module."""
+        if self._kcore is not None:
+            return read_kcore(address, size, self._kcore)
+        return self.read_text(address, size)
+
+    def read_text(self, address: int, size: int) -> bytes:
+        """Kernel or module text through the module's ``read`` (what the module sees)."""
+        out = bytearray()
+        while len(out) < size:
+            n = min(4096, size - len(out))
+            out += bytes.fromhex(self.control.command(f"read {address + len(out):x} {n}"))
+        return bytes(out)
+
+    def symbols(self) -> SymbolTable:
+        if self._symbols is None:
+            self._symbols = kallsyms()
+        return self._symbols
+
+    def code_style(self) -> CodeStyle:
+        """x86_64: a jmp to a stub in the module, returning through the kernel's thunk."""
+        if self.arch.name != "x86_64":
+            return CodeStyle()
+        return CodeStyle(kernel_x86_jmp_stub=True, return_thunk=self._return_thunk())
+
+    def _return_thunk(self) -> int | None:
+        """Where a ``ret`` goes: the ``x86_return_thunk`` the kernel chose, else the default."""
+        raw: dict[str, int] = {}
+        with open("/proc/kallsyms") as f:
+            for line in f:
+                fields = line.split()
+                if len(fields) >= 3 and fields[2] in ("x86_return_thunk", "__x86_return_thunk"):
+                    raw.setdefault(fields[2], int(fields[0], 16))
+        if "x86_return_thunk" in raw and self._kcore is not None:
+            # Linux 6.1.y with the SRSO fixes (and 6.5+): a pointer set at boot
+            with contextlib.suppress(KnockoutError, OSError):
+                pointer = int.from_bytes(
+                    read_kcore(raw["x86_return_thunk"], 8, self._kcore), "little"
+                )
+                if pointer:
+                    return pointer
+        return raw.get("__x86_return_thunk")
+
+    # --- cutting -------------------------------------------------------------
+
+    def apply(self, cut: Cut) -> AppliedCut:
+        """Verify ``cut.old`` is there, write ``cut.new``, read back; all or nothing."""
+        if cut.arch.name != self.arch.name:
+            raise BadInput(f"the cut is for {cut.arch.name} but the kernel is {self.arch.name}")
+        ttl_ms = max(1, round(self.ttl * 1000))
+        answer = self.control.command(
+            f"cut {cut.address:x} {cut.old.hex()} {cut.new.hex()} {ttl_ms}"
+        )
+        cut_id = int(answer.removeprefix("id="))
+        applied = AppliedCut(
+            cut=cut,
+            handle=cut_id,
+            mechanism=MECHANISM.get(self.arch.name, "kernel module"),
+            extra={"id": cut_id, "ttl": self.ttl},
+        )
+        with self._held_lock:
+            self._held[cut_id] = applied
+        self._start_heartbeat()
+        return applied
+
+    def revert(self, applied: AppliedCut) -> None:
+        """Put the original bytes back (or confirm the TTL already did)."""
+        cut_id = int(applied.handle)
+        with self._held_lock:
+            self._held.pop(cut_id, None)
+        err, answer = self.control.raw(f"revert {cut_id}")
+        if err == errno.ENOENT and self.read_text(applied.cut.address, applied.cut.size) == (
+            applied.cut.old
+        ):
+            return  # the module's TTL reverted it already
+        if err:
+            raise UnsafeCut(
+                f"kernel module could not revert cut {cut_id} at {applied.cut.location}: "
+                f"{answer.removeprefix('error: ')}"
+            )
+
+    def renew(self) -> None:
+        """Renew the TTL of every cut this target holds (the heartbeat calls this)."""
+        ttl_ms = max(1, round(self.ttl * 1000))
+        with self._held_lock:
+            held = list(self._held.items())
+        for cut_id, applied in held:
+            err, _ = self.control.raw(f"renew {cut_id} {ttl_ms}")
+            if err == errno.ENOENT:
+                with self._held_lock:
+                    if self._held.pop(cut_id, None) is not None:
+                        self.expired.append(applied)
+
+    def _start_heartbeat(self) -> None:
+        if self._beat is not None and self._beat.is_alive():
+            return
+        self._stop.clear()
+        self._beat = threading.Thread(
+            target=self._heartbeat, name="knockout-heartbeat", daemon=True
+        )
+        self._beat.start()
+
+    def _heartbeat(self) -> None:
+        period = max(0.05, self.ttl / 4)
+        while not self._stop.wait(period):
+            with self._held_lock:
+                if not self._held:
+                    return
+            try:
+                self.renew()
+            except OSError:
+                return
+
+    def held(self) -> list[AppliedCut]:
+        """The cuts this target applied and has not reverted."""
+        with self._held_lock:
+            return list(self._held.values())
+
+    def list_cuts(self) -> list[KernelCut]:
+        """Every cut the module holds, whoever applied it."""
+        return self.control.listing()
+
+    def revert_all(self) -> int:
+        """Revert every cut the module holds (any process's); how many were reverted."""
+        answer = self.control.command("revert all")
+        with self._held_lock:
+            self._held.clear()
+        return int(answer.removeprefix("reverted="))
+
+    def close(self) -> None:
+        """Revert this target's cuts, stop the heartbeat, close the control file."""
+        self._stop.set()
+        for applied in self.held():
+            with contextlib.suppress(KnockoutError, OSError):
+                self.revert(applied)
+        self.control.close()
+        _LIVE.discard(self)
+
+    def __enter__(self) -> KernelTarget:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
