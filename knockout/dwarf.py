@@ -14,12 +14,15 @@ from __future__ import annotations
 
 import bisect
 import functools
+import io
+import mmap
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from elftools.common.exceptions import DWARFError, ELFError
+from elftools.dwarf.dwarfinfo import DebugSectionDescriptor, DwarfConfig, DWARFInfo
 
 from knockout.elf import ElfImage, debug_file_for, open_elf
 from knockout.errors import NotFound
@@ -30,6 +33,7 @@ __all__ = [
     "SourceLine",
     "dwarf_lines",
     "lines_for_addresses",
+    "run_line_program",
     "source_text",
 ]
 
@@ -96,6 +100,169 @@ def _file_names(program: Any, comp_dir: str) -> list[str]:
     return names if version >= 5 else ["<unknown>", *names]
 
 
+class _Window:
+    """A read-only file-like view of ``[base, base + size)`` of a memory map.
+
+    pyelftools reads DWARF through streams; this one copies nothing up front,
+    so opening a 10 MB ``.debug_info`` costs nothing until a CU is read.
+    """
+
+    def __init__(self, data: mmap.mmap, base: int, size: int) -> None:
+        self._data, self._base, self._size, self._pos = data, base, size, 0
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        start = {os.SEEK_SET: 0, os.SEEK_CUR: self._pos, os.SEEK_END: self._size}[whence]
+        self._pos = start + offset
+        return self._pos
+
+    def tell(self) -> int:
+        return self._pos
+
+    def read(self, n: int = -1) -> bytes:
+        end = self._size if n < 0 else min(self._pos + n, self._size)
+        start = self._base + self._pos
+        data = self._data[start : self._base + end] if end > self._pos else b""
+        self._pos = max(end, self._pos)
+        return data
+
+
+#: the sections line lookups need; pyelftools would read every debug section
+_NEEDED = {
+    "debug_info_sec": ".debug_info",
+    "debug_aranges_sec": ".debug_aranges",
+    "debug_abbrev_sec": ".debug_abbrev",
+    "debug_str_sec": ".debug_str",
+    "debug_line_sec": ".debug_line",
+    "debug_line_str_sec": ".debug_line_str",
+    "debug_str_offsets_sec": ".debug_str_offsets",
+    "debug_addr_sec": ".debug_addr",
+    "debug_ranges_sec": ".debug_ranges",
+    "debug_rnglists_sec": ".debug_rnglists",
+}
+_UNUSED = (
+    "debug_frame_sec",
+    "eh_frame_sec",
+    "debug_loc_sec",
+    "debug_pubtypes_sec",
+    "debug_pubnames_sec",
+    "debug_loclists_sec",
+    "debug_sup_sec",
+    "gnu_debugaltlink_sec",
+    "debug_types_sec",
+)
+_SHF_COMPRESSED = 0x800
+
+
+def _section(image: ElfImage, data: mmap.mmap, name: str) -> DebugSectionDescriptor | None:
+    section = image.elf.get_section_by_name(name)
+    if section is None:
+        return None
+    if section["sh_flags"] & _SHF_COMPRESSED:
+        raw = section.data()
+        stream: Any = io.BytesIO(raw)
+        size = len(raw)
+    else:
+        size = section["sh_size"]
+        stream = _Window(data, section["sh_offset"], size)
+    return DebugSectionDescriptor(stream, name, section["sh_offset"], size, section["sh_addr"])
+
+
+def _dwarf_info(image: ElfImage) -> tuple[DWARFInfo, mmap.mmap]:
+    """A DWARFInfo over only the sections needed, read in place through a memory map."""
+    with open(image.path, "rb") as f:
+        data = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+    elf = image.elf
+    config = DwarfConfig(
+        little_endian=elf.little_endian,
+        default_address_size=elf.elfclass // 8,
+        machine_arch=elf.get_machine_arch(),
+    )
+    sections = {key: _section(image, data, name) for key, name in _NEEDED.items()}
+    info = DWARFInfo(config=config, **sections, **dict.fromkeys(_UNUSED))
+    return info, data
+
+
+def _uleb(data: bytes, i: int) -> tuple[int, int]:
+    result = shift = 0
+    while True:
+        byte = data[i]
+        i += 1
+        result |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return result, i
+        shift += 7
+
+
+def _sleb(data: bytes, i: int) -> tuple[int, int]:
+    result = shift = 0
+    while True:
+        byte = data[i]
+        i += 1
+        result |= (byte & 0x7F) << shift
+        shift += 7
+        if byte < 0x80:
+            return (result - (1 << shift) if byte & 0x40 else result), i
+
+
+def run_line_program(
+    data: bytes, header: Any, little_endian: bool = True
+) -> list[tuple[int, int, int, bool]]:
+    """Run a DWARF line-number program: ``(address, file, line, end_sequence)`` rows.
+
+    ``data`` is the program's opcodes (after its header); ``header`` the
+    header fields as pyelftools parses them.  A straight loop over bytes, a
+    few times faster than pyelftools' general one; VLIW op-indexes are not
+    supported (no x86_64 or aarch64 compiler emits them).
+    """
+    min_len = header["minimum_instruction_length"]
+    line_base, line_range = header["line_base"], header["line_range"]
+    opcode_base = header["opcode_base"]
+    lengths = header["standard_opcode_lengths"]
+    default_file = 1
+    const_add = ((255 - opcode_base) // line_range) * min_len
+    order: Literal["little", "big"] = "little" if little_endian else "big"
+    rows: list[tuple[int, int, int, bool]] = []
+    append = rows.append
+    address, file, line = 0, default_file, 1
+    i, n = 0, len(data)
+    while i < n:
+        op = data[i]
+        i += 1
+        if op >= opcode_base:
+            adjusted = op - opcode_base
+            address += (adjusted // line_range) * min_len
+            line += line_base + adjusted % line_range
+            append((address, file, line, False))
+        elif op == 0:
+            length, i = _uleb(data, i)
+            sub, end = data[i], i + length
+            if sub == 1:  # DW_LNE_end_sequence
+                append((address, file, line, True))
+                address, file, line = 0, default_file, 1
+            elif sub == 2:  # DW_LNE_set_address
+                address = int.from_bytes(data[i + 1 : end], order)
+            i = end
+        elif op == 1:  # DW_LNS_copy
+            append((address, file, line, False))
+        elif op == 2:  # DW_LNS_advance_pc
+            value, i = _uleb(data, i)
+            address += value * min_len
+        elif op == 3:  # DW_LNS_advance_line
+            value, i = _sleb(data, i)
+            line += value
+        elif op == 4:  # DW_LNS_set_file
+            file, i = _uleb(data, i)
+        elif op == 8:  # DW_LNS_const_add_pc
+            address += const_add
+        elif op == 9:  # DW_LNS_fixed_advance_pc
+            address += int.from_bytes(data[i : i + 2], order)
+            i += 2
+        else:  # column, stmt, basic block, prologue, epilogue, isa, unknown: skip operands
+            for _ in range(lengths[op - 1]):
+                _value, i = _uleb(data, i)
+    return rows
+
+
 class DwarfLines:
     """Line information of one ELF file (or its detached debug file)."""
 
@@ -103,6 +270,7 @@ class DwarfLines:
         self.path = image.path
         self._image = image
         self._info: Any = None
+        self._map: mmap.mmap | None = None
         self._aranges: Any = None
         self._ranges: list[tuple[int, int, int]] | None = None
         self._cus: dict[int, CULines] = {}
@@ -112,8 +280,8 @@ class DwarfLines:
         """pyelftools' DWARFInfo, opened on first use."""
         if self._info is None:
             try:
-                self._info = self._image.elf.get_dwarf_info(relocate_dwarf_sections=False)
-            except (ELFError, DWARFError, KeyError, ValueError) as exc:
+                self._info, self._map = _dwarf_info(self._image)
+            except (ELFError, DWARFError, KeyError, ValueError, OSError) as exc:
                 raise NotFound(f"{self.path}: unreadable DWARF ({exc})") from None
         return self._info
 
@@ -166,11 +334,12 @@ class DwarfLines:
             return None
         comp = cu.get_top_DIE().attributes.get("DW_AT_comp_dir")
         files = _file_names(program, _decode(comp.value) if comp else "")
-        rows = []
-        for entry in program.get_entries():
-            state = entry.state
-            if state is not None:
-                rows.append((state.address, state.file, state.line, state.end_sequence))
+        start, end = program.program_start_offset, program.program_end_offset
+        section = self.info.debug_line_sec.stream
+        section.seek(start)
+        rows = run_line_program(
+            section.read(end - start), program.header, self.info.config.little_endian
+        )
         if files:
             rows = [r for r in rows if r[1] < len(files)]
         return CULines(rows, files)

@@ -16,8 +16,7 @@ import functools
 import os
 import struct
 from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, NamedTuple
 
 from elftools.common.exceptions import ELFError
 from elftools.elf.elffile import ELFFile
@@ -39,12 +38,12 @@ __all__ = [
 DEBUG_ROOT = "/usr/lib/debug"
 
 _STT_FUNC, _STT_NOTYPE, _STT_GNU_IFUNC = 2, 0, 10
+_FUNC_KINDS = frozenset((_STT_FUNC, _STT_GNU_IFUNC))
 _SHN_UNDEF, _SHN_LORESERVE = 0, 0xFF00
 _SHF_EXECINSTR = 0x4
 
 
-@dataclass(frozen=True)
-class RawSymbol:
+class RawSymbol(NamedTuple):
     """A text symbol as the ELF file records it (link-time address)."""
 
     name: str
@@ -148,32 +147,43 @@ class ElfImage:
         header = self.elf.get_section(index).header
         return int(header["sh_offset"] if self.is_relocatable else 0)
 
-    def _unpack_symbols(self, section: Any) -> Iterator[tuple[int, RawSymbol]]:
+    def _executable_sections(self) -> set[int]:
+        """Indexes of sections holding code (headers only: no section is parsed)."""
+        headers = (self.elf._get_section_header(i) for i in range(self.elf.num_sections()))
+        return {i for i, h in enumerate(headers) if h["sh_flags"] & _SHF_EXECINSTR}
+
+    def _symbol_entries(self, section: Any) -> list[tuple[int, int, int, int, int]]:
+        """``(st_name, st_info, st_shndx, st_value, st_size)`` of every entry."""
         endian = "<" if self.elf.little_endian else ">"
+        data = section.data()
         if self.elf.elfclass == 64:
-            fmt, order = endian + "IBBHQQ", (0, 1, 3, 4, 5)
-        else:
-            fmt, order = endian + "IIIBBH", (0, 3, 5, 1, 2)
+            return [
+                (n, i, sh, v, sz)
+                for n, i, _o, sh, v, sz in struct.iter_unpack(endian + "IBBHQQ", data)
+            ]
+        return [
+            (n, i, sh, v, sz) for n, v, sz, i, _o, sh in struct.iter_unpack(endian + "IIIBBH", data)
+        ]
+
+    def _unpack_symbols(self, section: Any) -> Iterator[tuple[int, RawSymbol]]:
         strtab = self.elf.get_section(section["sh_link"]).data()
-        executable = {
-            i for i, s in enumerate(self.elf.iter_sections()) if s["sh_flags"] & _SHF_EXECINSTR
-        }
+        executable = self._executable_sections()
+        relocatable = self.is_relocatable
         bases: dict[int, int] = {}
-        for entry in struct.iter_unpack(fmt, section.data()):
-            st_name, st_info, st_shndx, st_value, st_size = (entry[i] for i in order)
+        for st_name, st_info, st_shndx, st_value, st_size in self._symbol_entries(section):
             kind = st_info & 0xF
+            if kind not in _FUNC_KINDS and not (kind == _STT_NOTYPE and st_shndx in executable):
+                continue
             if st_shndx == _SHN_UNDEF or st_shndx >= _SHN_LORESERVE or not st_name:
                 continue
-            if kind not in (_STT_FUNC, _STT_GNU_IFUNC) and not (
-                kind == _STT_NOTYPE and st_shndx in executable
-            ):
-                continue
             name = strtab[st_name : strtab.index(b"\0", st_name)].decode("utf-8", "replace")
-            if name.startswith("$"):  # aarch64 mapping symbols $x / $d
+            if name[0] == "$":  # aarch64 mapping symbols $x / $d
                 continue
-            if self.is_relocatable and st_shndx not in bases:
-                bases[st_shndx] = self._section_base(st_shndx)
-            base = bases.get(st_shndx, 0)
+            base = 0
+            if relocatable:
+                if st_shndx not in bases:
+                    bases[st_shndx] = self._section_base(st_shndx)
+                base = bases[st_shndx]
             yield st_shndx, RawSymbol(name, base + st_value, st_size, (st_info >> 4) != 0)
 
     def read(self, address: int, size: int) -> bytes:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import bisect
 import difflib
+import functools
 import os
 import re
 from collections.abc import Iterable, Sequence
@@ -86,10 +87,10 @@ _SPEC_LINE = re.compile(r"^(?P<file>[^:\s]+):(?P<line>\d+)$")
 _SPEC_SYM = re.compile(r"^(?P<name>[^+\s]+?)(?:\+(?P<off>(?:0[xX][0-9a-fA-F]+|\d+)))?$")
 
 
-def _preference(symbol: Symbol) -> tuple[int, str]:
-    """Among aliases at one address, the name to show first: fewest leading underscores."""
+def _sort_key(symbol: Symbol) -> tuple[int, int, str]:
+    """By address; among aliases, the name with fewest leading underscores first."""
     name = symbol.name
-    return (len(name) - len(name.lstrip("_")), name)
+    return (symbol.address, len(name) - len(name.lstrip("_")), name)
 
 
 class SymbolTable:
@@ -105,7 +106,7 @@ class SymbolTable:
         images: Sequence[Image] = (),
         description: str = "symbol table",
     ) -> None:
-        ordered = sorted(set(symbols), key=lambda s: (s.address, _preference(s)))
+        ordered = sorted(dict.fromkeys(symbols), key=_sort_key)
         self.symbols: tuple[Symbol, ...] = tuple(ordered)
         self.images: tuple[Image, ...] = tuple(images)
         self.description = description
@@ -273,12 +274,34 @@ def kallsyms(path: str = "/proc/kallsyms") -> SymbolTable:
 
 
 def _elf_image_symbols(path: str, bias: int, module: str | None) -> list[Symbol]:
-    return [Symbol(r.name, r.address + bias, r.size, module) for r in open_elf(path).text_symbols()]
+    return list(_cached_image_symbols(path, os.stat(path).st_mtime_ns, bias, module))
+
+
+@functools.lru_cache(maxsize=256)
+def _cached_image_symbols(
+    path: str, mtime_ns: int, bias: int, module: str | None
+) -> tuple[Symbol, ...]:
+    return tuple(
+        Symbol(r.name, r.address + bias, r.size, module) for r in open_elf(path).text_symbols()
+    )
 
 
 def elf_symbols(path: str, bias: int = 0) -> SymbolTable:
-    """Text symbols of an ELF file (``.symtab``, else ``.dynsym``), shifted by ``bias``."""
-    symbols = _elf_image_symbols(path, bias, None)
+    """Text symbols of an ELF file (``.symtab``, else ``.dynsym``), shifted by ``bias``.
+
+    Tables are cached per file, modification time and bias: they are immutable.
+    """
+    try:
+        mtime = os.stat(path).st_mtime_ns
+    except OSError:
+        open_file(path)  # raises the one-line error
+        raise
+    return _elf_table(path, mtime, bias)
+
+
+@functools.lru_cache(maxsize=16)
+def _elf_table(path: str, mtime_ns: int, bias: int) -> SymbolTable:
+    symbols = _cached_image_symbols(path, mtime_ns, bias, None)
     if not symbols:
         raise NotFound(f"{path}: no function symbols (.symtab and .dynsym empty); use 0xADDR")
     return SymbolTable(symbols, [Image(path, bias)], description=path)
@@ -319,7 +342,7 @@ def process_symbols(pid: int) -> SymbolTable:
         try:
             bias = open_elf(path).load_bias(first.start, first.offset)
             found = _elf_image_symbols(path, bias, path)
-        except (BadInput, NotFound, Refused):
+        except (BadInput, NotFound, Refused, OSError):
             continue  # not an ELF (a font, a locale archive) or unreadable
         symbols.extend(found)
         images.append(

@@ -31,6 +31,7 @@ from knockout.errors import BadInput, KnockoutError, NotFound, Refused
 from knockout.symbols import (
     Image,
     Location,
+    Symbol,
     SymbolTable,
     elf_symbols,
     kallsyms,
@@ -50,27 +51,39 @@ _ARM_BRANCH = re.compile(r"^(b|bl|b\.[a-z]+|cbn?z|tbn?z)$")
 _TARGET = re.compile(r"#?(0x[0-9a-f]+|\d+)$")
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class DisasmLine:
     """One decoded instruction with where it is and where it came from."""
 
     insn: Insn
-    location: Location
+    symbol: Symbol | None  # the function the instruction lies in
+    offset: int  # from the symbol's start (0 without a symbol)
     source: SourceLine | None = None
     target: Location | None = None  # a direct branch's or call's destination
 
+    @property
+    def location(self) -> Location:
+        """The instruction's address as a :class:`Location`."""
+        return Location(self.insn.address, self.symbol)
+
     def as_json(self) -> dict[str, object]:
         """The ``--json`` record of this instruction."""
-        symbol = self.location.symbol
         return {
             "address": self.insn.address,
-            "symbol": symbol.name if symbol else None,
-            "offset": self.location.offset if symbol else None,
+            "symbol": self.symbol.name if self.symbol else None,
+            "offset": self.offset if self.symbol else None,
             "bytes": self.insn.data.hex(),
             "text": self.text,
             "file": self.source.file if self.source else None,
             "line": self.source.line if self.source else None,
         }
+
+    @property
+    def where(self) -> str:
+        """``<symbol+0x10>`` (empty without a symbol)."""
+        if self.symbol is None:
+            return ""
+        return f"<{self.symbol.name}+{self.offset:#x}>" if self.offset else f"<{self.symbol.name}>"
 
     @property
     def text(self) -> str:
@@ -116,16 +129,26 @@ def disassemble(
     insns = _decode_all(read(start, size), arch, start)
     rows = _source_rows(table, start, start + size) if source else []
     sources = lines_for_addresses(rows, [i.address for i in insns])
+    found = table.symbolize(start)
+    function = found.symbol if found else None
+    low, high = (function.address, function.end) if function else (0, 0)
+
+    def locate(address: int) -> Location | None:
+        if low <= address < high:  # inside the function: no table search
+            return Location(address, function)
+        return table.symbolize(address)
+
     out = []
     for insn, row in zip(insns, sources, strict=True):
+        address = insn.address
+        if low <= address < high:
+            symbol, offset = function, address - low
+        else:
+            where = table.symbolize(address)
+            symbol, offset = (where.symbol, where.offset) if where else (None, 0)
         target = _branch_target(insn, arch)
         out.append(
-            DisasmLine(
-                insn,
-                table.symbolize(insn.address) or Location(insn.address),
-                row,
-                None if target is None else table.symbolize(target),
-            )
+            DisasmLine(insn, symbol, offset, row, None if target is None else locate(target))
         )
     return out
 
@@ -167,7 +190,7 @@ def render_text(lines: list[DisasmLine], mark: int | None = None) -> list[str]:
             last = (row.file, row.line)
         arrow = "=>" if line.insn.address == mark else "  "
         data = line.insn.data.hex(" ")
-        where = f" <{line.location}>" if line.location.symbol else ""
+        where = " " + line.where if line.symbol else ""
         out.append(f"{arrow} {line.insn.address:#018x}{where}:\t{data:<{width}}\t{line.text}")
     return out
 
