@@ -349,6 +349,7 @@ def _conclude(result: TrialResult) -> None:
                 "(the cut may have removed most of the work; lengthen --window for more)"
             )
         result.profile_diff = heat_diff(result.baseline_profile, result.cut_profile)
-        result.heat = describe_heat(result.profile_diff, j.verdict)
+        busy = (result.baseline_profile.busy, result.cut_profile.busy)
+        result.heat = describe_heat(result.profile_diff, j.verdict, busy=busy)
     if any(math.isnan(v) for v in result.values("baseline") + result.values("cut")):
         result.notes.append("some windows have no value (NaN); check the symptom command")

@@ -40,7 +40,11 @@ __all__ = [
 PERF_SCRIPT_FIELDS = "comm,pid,tid,time,ip,sym,dso"
 
 _HEADER = re.compile(r"^(?P<comm>\S.*?)\s+(?P<pid>-?\d+)/(?P<tid>-?\d+)\s+(?P<time>\d+\.\d+):")
-_FRAME = re.compile(r"^\s+(?P<ip>[0-9a-f]+)\s(?P<sym>.*?)\s?\((?P<dso>[^()]*)\)$")
+# the dso is the last parenthesized group, itself maybe with one level of parentheses:
+# "[unknown] (/memfd:x (deleted))", "operator new(unsigned long) (/usr/lib/libstdc++.so.6)"
+_FRAME = re.compile(
+    r"^\s+(?P<ip>[0-9a-f]+)\s(?:(?P<sym>.*)\s)?\((?P<dso>[^()]*(?:\([^()]*\)[^()]*)*)\)$"
+)
 _DUMP = re.compile(r"\[ perf record: Dump (?P<path>\S+) \]")
 
 
@@ -65,7 +69,8 @@ def _frame_name(sym: str, dso: str) -> str:
     sym = sym.strip()
     if sym and sym != "[unknown]":
         return sym
-    return f"[{os.path.basename(dso) or 'unknown'}]"
+    name = os.path.basename(dso.removesuffix(" (deleted)")).strip("[]")
+    return f"[{name or 'unknown'}]"
 
 
 def parse_script(lines: Iterable[str]) -> Iterator[Sample]:
@@ -85,7 +90,7 @@ def parse_script(lines: Iterable[str]) -> Iterator[Sample]:
             continue
         frame = _FRAME.match(line) if head is not None else None
         if frame is not None:
-            stack.append(_frame_name(frame["sym"], frame["dso"]))
+            stack.append(_frame_name(frame["sym"] or "", frame["dso"]))
             continue
         match = _HEADER.match(line)
         if match is not None:

@@ -9,6 +9,7 @@ contains it anywhere (counted once per sample).
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -18,6 +19,8 @@ from knockout.measure.perf import Sample
 
 __all__ = ["HeatShift", "Profile", "describe_heat", "heat_diff", "merge", "profile_of"]
 
+#: the name of a sample perf recorded without any frame
+NO_STACK = "[no stack]"
 #: the minus sign of printed changes
 MINUS = "\u2212"
 
@@ -62,9 +65,9 @@ def profile_of(samples: Iterable[Sample]) -> Profile:
             prof.idle += 1
             continue
         prof.busy += 1
-        if s.stack:
-            prof.self_counts[s.stack[0]] += 1
-        prof.total_counts.update(set(s.stack))
+        stack = s.stack or (NO_STACK,)
+        prof.self_counts[stack[0]] += 1
+        prof.total_counts.update(set(stack))
     return prof
 
 
@@ -129,13 +132,30 @@ def _points(delta: float) -> str:
     return f"{sign}{abs(delta) * 100:.0f}%"
 
 
-def describe_heat(shifts: Sequence[HeatShift], verdict: str, *, threshold: float = 0.02) -> str:
+def _significant(h: HeatShift, busy: tuple[int, int], threshold: float) -> bool:
+    """A change of at least ``threshold`` points and 3 standard errors of sampling."""
+    if abs(h.delta) < threshold:
+        return False
+    if not all(busy):
+        return True
+    var = h.baseline * (1 - h.baseline) / busy[0] + h.cut * (1 - h.cut) / busy[1]
+    return abs(h.delta) >= 3 * math.sqrt(var)
+
+
+def describe_heat(
+    shifts: Sequence[HeatShift],
+    verdict: str,
+    *,
+    busy: tuple[int, int] = (0, 0),
+    threshold: float = 0.02,
+) -> str:
     """One line: ``shrink_slab -7%, mem_cgroup_iter +6%: heat moved, symptom persists``.
 
     Changes are in percentage points of the busy samples; those under
-    ``threshold`` are left out.
+    ``threshold``, or within sampling noise given the arms' ``busy`` sample
+    counts, are left out.
     """
-    moved = [h for h in shifts if abs(h.delta) >= threshold][:4]
+    moved = [h for h in shifts if _significant(h, busy, threshold)][:4]
     symptom = {"gone": "symptom gone", "persists": "symptom persists"}.get(
         verdict, "symptom undecided"
     )

@@ -104,11 +104,12 @@ class SysShare:
     name: str = "sys"
     unit: str = "%"
     higher_is_better: bool = False
+    sleep: Callable[[float], None] = field(default=time.sleep, repr=False, compare=False)
 
     def measure(self, seconds: float) -> float:
         """Sample /proc/stat at both ends of the window."""
         sys0, tot0 = _cpu_times(self.stat)
-        time.sleep(seconds)
+        self.sleep(seconds)
         sys1, tot1 = _cpu_times(self.stat)
         if tot1 <= tot0:
             raise SymptomFailed(f"no CPU time passed in a {seconds}s window; use a longer --window")
@@ -131,17 +132,16 @@ class Load:
     name: str = "load"
     unit: str = "tasks"
     higher_is_better: bool = False
+    sleep: Callable[[float], None] = field(default=time.sleep, repr=False, compare=False)
 
     def measure(self, seconds: float) -> float:
-        """Mean of the samples taken during the window."""
-        end = time.monotonic() + seconds
+        """Mean of the samples taken during the window (at least one)."""
+        samples = max(1, round(seconds / self.interval))
         counts = []
-        while True:
+        for i in range(samples):
             counts.append(max(0, _procs_running(self.stat) - 1))
-            if time.monotonic() + self.interval > end:
-                break
-            time.sleep(self.interval)
-        time.sleep(max(0.0, end - time.monotonic()))
+            if i + 1 < samples:
+                self.sleep(self.interval)
         return statistics.fmean(counts)
 
 
