@@ -36,7 +36,6 @@ from knockout.measure import (
     perf_problem,
     profile_of,
 )
-from knockout.measure import perf as perf_mod
 
 FIXTURES = Path(__file__).parents[1] / "fixtures"
 SYSTEM = FIXTURES / "perf-script-system.txt"
@@ -245,19 +244,18 @@ def test_parse_symptom_errors() -> None:
 
 
 def test_missing_perf_names_the_fix(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(perf_mod.shutil, "which", lambda _: None)
+    monkeypatch.setattr("shutil.which", lambda _: None)
     problem = perf_problem()
     assert problem is not None and "apt-get install linux-perf" in problem
 
 
 def test_paranoid_perf_names_the_fix(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setattr(perf_mod.shutil, "which", lambda _: "/usr/bin/perf")
-    monkeypatch.setattr(perf_mod.os, "geteuid", lambda: 1000)
+    monkeypatch.setattr("shutil.which", lambda _: "/usr/bin/perf")
+    monkeypatch.setattr("os.geteuid", lambda: 1000)
     paranoid = tmp_path / "paranoid"
     paranoid.write_text("2\n")
-    real_path = perf_mod.Path
     monkeypatch.setattr(
-        perf_mod, "Path", lambda p: paranoid if "paranoid" in str(p) else real_path(p)
+        "knockout.measure.perf.Path", lambda p: paranoid if "paranoid" in str(p) else Path(p)
     )
     problem = perf_problem(system_wide=True)
     assert problem is not None and "perf_event_paranoid is 2" in problem

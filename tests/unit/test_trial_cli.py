@@ -1,0 +1,177 @@
+"""``knockout trial`` end to end over a fake target whose state a metric command reads."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import pytest
+
+from knockout import cli
+from knockout.commands import _target
+from knockout.commands import trial as trial_cmd
+from knockout.commands.trial import parse_duration, parse_fraction
+from knockout.cuts import Cut, Intent, SetReg, Skip
+from knockout.errors import BadInput
+from knockout.targets import AppliedCut, Target
+from tests.unit.test_trial_run import FakeTarget, make_cut
+
+
+class FileTarget(FakeTarget):
+    """A fake target whose 'symptom' is a number in a file: 10 normally, 4 with any cut."""
+
+    def __init__(self, state: Path) -> None:
+        super().__init__()
+        self.state = state
+        self.state.write_text("10\n")
+
+    def apply(self, cut: Cut) -> AppliedCut:
+        applied = super().apply(cut)
+        self.state.write_text("10\n" if cut.new == cut.old else "4\n")
+        return applied
+
+    def revert(self, applied: AppliedCut) -> None:
+        super().revert(applied)
+        self.state.write_text("10\n")
+
+
+@pytest.fixture
+def fake(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> FileTarget:
+    target = FileTarget(tmp_path / "state")
+    monkeypatch.setitem(_target.OPENERS, "process", lambda args: target)
+    planned: dict[str, int] = {}
+
+    def plan(t: Target, spec: str, intent: Intent) -> Cut:
+        address = planned.setdefault(spec, 4 * len(planned))
+        return make_cut(spec, address, intent)
+
+    monkeypatch.setattr(trial_cmd, "plan_at", plan)
+    return target
+
+
+def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = cli.main(["trial", *argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_json_verdict_gone(fake: FileTarget, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = _run(
+        capsys,
+        "f",
+        "--return",
+        "0",
+        "--pid",
+        "1",
+        "--symptom",
+        f"metric:'cat {fake.state}'",
+        "--window",
+        "1ms",
+        "--no-profile",
+        "--json",
+    )
+    assert code == 0
+    doc = json.loads(out)
+    assert doc["verdict"] == "gone"
+    assert doc["effect"] == pytest.approx(-0.6)
+    assert doc["baseline"]["median"] == 10 and doc["cut"]["median"] == 4
+    assert doc["cuts"][0]["intent"] == "--return 0"
+    assert fake.mem == FakeTarget().mem and fake.state.read_text() == "10\n"
+
+
+def test_higher_is_better_reads_the_drop_as_persisting(
+    fake: FileTarget, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    saved = tmp_path / "out.json"
+    code, out, _ = _run(
+        capsys,
+        "f",
+        "--skip",
+        "--pid",
+        "1",
+        "--symptom",
+        f"metric:cat {fake.state}",
+        "--higher-is-better",
+        "--window",
+        "1ms",
+        "--no-profile",
+        "--save",
+        str(saved),
+    )
+    assert code == 0
+    assert "persists" in out and "baseline" in out
+    assert json.loads(saved.read_text())["verdict"] == "persists"
+
+
+def test_aa_and_extra_cuts(fake: FileTarget, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = _run(
+        capsys,
+        "f",
+        "g",
+        "--aa",
+        "--cut",
+        "h --set x28=0",
+        "--pid",
+        "1",
+        "--symptom",
+        f"metric:cat {fake.state}",
+        "--window",
+        "1ms",
+        "--no-profile",
+        "--json",
+    )
+    assert code == 0
+    doc = json.loads(out)
+    assert [c["intent"] for c in doc["cuts"]] == ["--aa", "--aa", "--set x28=0"]
+    assert doc["verdict"] == "gone"  # the real cut h in the set makes it a real trial
+
+
+def test_bad_options_exit_2_with_one_line(
+    fake: FileTarget, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = _run(capsys, "f", "--skip", "--pid", "1", "--symptom", "cpu")
+    assert code == 2 and err.count("\n") == 1 and "use sys, load" in err
+    code, _, err = _run(capsys, "f", "--skip", "--pid", "1", "--symptom", "sys", "--windows", "3")
+    assert code == 2 and "--windows 5" in err
+    assert fake.events == []  # refused before cutting
+
+
+def test_extra_cut_parser() -> None:
+    assert trial_cmd._extra_cut("f+0x10 --skip") == ("f+0x10", Skip())
+    assert trial_cmd._extra_cut("'f' --set x28=0") == ("f", SetReg("x28", 0))
+    with pytest.raises(BadInput, match="--cut takes"):
+        trial_cmd._extra_cut("--skip")
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"), [("5s", 5.0), ("500ms", 0.5), ("0.3", 0.3), ("1m", 60.0)]
+)
+def test_durations(text: str, seconds: float) -> None:
+    assert parse_duration(text) == pytest.approx(seconds)
+
+
+def test_bad_values() -> None:
+    with pytest.raises(BadInput, match="duration"):
+        parse_duration("soon")
+    assert parse_fraction("10%") == pytest.approx(0.1)
+    assert parse_fraction("0.25") == 0.25
+    with pytest.raises(BadInput, match="out of range"):
+        parse_fraction("150%")
+
+
+def test_config_from_args_profiles_the_process_with_its_pid() -> None:
+    args = argparse.Namespace(
+        windows=8,
+        window="300ms",
+        alpha=0.05,
+        min_effect="20%",
+        no_warmup=True,
+        no_profile=False,
+        pid="42",
+        kernel=False,
+        kallsyms=None,
+    )
+    config = trial_cmd.config_from_args(args)
+    assert (config.windows, config.window, config.alpha, config.min_effect) == (8, 0.3, 0.05, 0.2)
+    assert config.perf_pid == 42 and not config.warmup
