@@ -125,8 +125,36 @@ def disassemble(
     *,
     source: bool = False,
 ) -> list[DisasmLine]:
-    """Decode ``size`` bytes at ``start`` read through ``read``, annotated from ``table``."""
-    insns = _decode_all(read(start, size), arch, start)
+    """Decode ``size`` bytes at ``start`` read through ``read``, annotated from ``table``.
+
+    The bytes are read every time; what was decoded from the same bytes at the
+    same address with the same table is reused (the search loops re-read a
+    function after every cut, and mostly find it unchanged).  The result is
+    shared: do not modify it.
+    """
+    data = read(start, size)
+    key = (id(table), arch.name, start, data, source)
+    cached = _MEMO.get(key)
+    if cached is not None and cached[0] is table:
+        return cached[1]
+    lines = _annotate(table, start, data, arch, source)
+    if len(_MEMO) >= _MEMO_SIZE:
+        _MEMO.pop(next(iter(_MEMO)))
+    _MEMO[key] = (table, lines)
+    return lines
+
+
+#: decoded functions by (table, arch, address, bytes, source); the table is kept
+#: in the value so that its id cannot be reused while the entry lives
+_MEMO: dict[tuple[int, str, int, bytes, bool], tuple[SymbolTable, list[DisasmLine]]] = {}
+_MEMO_SIZE = 32
+
+
+def _annotate(
+    table: SymbolTable, start: int, data: bytes, arch: Arch, source: bool
+) -> list[DisasmLine]:
+    size = len(data)
+    insns = _decode_all(data, arch, start)
     rows = _source_rows(table, start, start + size) if source else []
     sources = lines_for_addresses(rows, [i.address for i in insns])
     found = table.symbolize(start)
@@ -180,18 +208,35 @@ def render_json(lines: list[DisasmLine]) -> str:
 def render_text(lines: list[DisasmLine], mark: int | None = None) -> list[str]:
     """gdb-like text: ``=>`` marks ``mark``; source headings where the line changes."""
     out: list[str] = []
+    append = out.append
     width = max((len(line.insn.data) for line in lines), default=1) * 3 - 1
     last: tuple[str, int] | None = None
+    last_row: SourceLine | None = None
     shown: dict[str, int] = {}  # highest source line printed per file
+    last_symbol: Symbol | None = None
+    name = ""
     for line in lines:
         row = line.source
-        if row is not None and (row.file, row.line) != last:
-            out.extend(_source_block(row, shown))
-            last = (row.file, row.line)
-        arrow = "=>" if line.insn.address == mark else "  "
-        data = line.insn.data.hex(" ")
-        where = " " + line.where if line.symbol else ""
-        out.append(f"{arrow} {line.insn.address:#018x}{where}:\t{data:<{width}}\t{line.text}")
+        if row is not None and row is not last_row:
+            last_row = row
+            if (row.file, row.line) != last:
+                out.extend(_source_block(row, shown))
+                last = (row.file, row.line)
+        insn = line.insn
+        address = insn.address
+        symbol = line.symbol
+        if symbol is not last_symbol:
+            last_symbol = symbol
+            name = f" <{symbol.name}" if symbol else ""
+        offset = line.offset
+        where = (f"{name}+{offset:#x}>" if offset else name + ">") if symbol else ""
+        text = f"{insn.mnemonic} {insn.op_str}" if insn.op_str else insn.mnemonic
+        if line.target is not None and line.target.symbol is not None:
+            text = f"{text} <{line.target}>"
+        append(
+            f"{'=>' if address == mark else '  '} {address:#018x}{where}:\t"
+            f"{insn.data.hex(' ').ljust(width)}\t{text}"
+        )
     return out
 
 

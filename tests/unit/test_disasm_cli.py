@@ -224,3 +224,23 @@ def test_subprocess_exit_status(built: dict[str, Path]) -> None:
     )
     assert result.returncode == 2 and result.stdout == ""
     assert result.stderr.count("\n") == 1 and "no symbol 'nosuch'" in result.stderr
+
+
+def test_changed_bytes_are_decoded_again() -> None:
+    """The decode memo is keyed on the bytes read: a cut shows up at once."""
+    from knockout.commands.disasm import disassemble
+    from knockout.symbols import Symbol, SymbolTable
+
+    table = SymbolTable([Symbol("f", 0x1000, 8)])
+    memory = bytearray(bytes.fromhex("f30f1efa31c0c390"))  # endbr64; xor eax,eax; ret; nop
+
+    def read(address: int, size: int) -> bytes:
+        return bytes(memory[address - 0x1000 : address - 0x1000 + size])
+
+    arch = get_arch("x86_64")
+    before = [line.insn.text for line in disassemble(table, 0x1000, 8, read, arch)]
+    assert before == ["endbr64", "xor eax, eax", "ret", "nop"]
+    assert disassemble(table, 0x1000, 8, read, arch) is disassemble(table, 0x1000, 8, read, arch)
+    memory[4:6] = bytes.fromhex("9090")
+    after = [line.insn.text for line in disassemble(table, 0x1000, 8, read, arch)]
+    assert after == ["endbr64", "nop", "nop", "ret", "nop"]
