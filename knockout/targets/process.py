@@ -160,6 +160,8 @@ class ProcessTarget:
         self.journal = journal or Journal()
         self.step_limit = step_limit
         self.stop_timeout = stop_timeout
+        #: single-steps taken so far to move threads out of cuts (for tests and benchmarks)
+        self.steps_taken = 0
         try:
             os.close(os.open(f"/proc/{pid}/mem", os.O_RDONLY))
         except PermissionError:
@@ -337,6 +339,7 @@ class ProcessTarget:
                 if not self._inside(thread.tid, cut.address, cut.end):
                     return
                 ptrace.singlestep(thread.tid)
+                self.steps_taken += 1
             except ProcessLookupError:
                 thread.stopped = False
                 return  # the thread exited

@@ -1,9 +1,11 @@
 /* The program knockout's process tests cut into.
  *
- * usage: target NTHREADS [idle]
+ * usage: target NTHREADS [idle|spin]
  *   NTHREADS = 0: the main thread itself runs the hot loop (single-threaded);
  *   NTHREADS > 0: that many worker threads run it and the main thread answers.
- *   idle: each iteration sleeps 1 ms (for benchmarks with many threads).
+ *   Workers sleep 200 us after every 4096 iterations, to share the machine;
+ *   idle: each iteration sleeps 1 ms (for benchmarks with many threads);
+ *   spin: one more thread loops in spin() forever.
  *
  * Every worker calls compute(7), outer(7) and flagged() in a loop.  For each
  * line read on stdin the program waits until every worker has finished a
@@ -20,9 +22,11 @@
 
 #define NOIPA __attribute__((noipa))
 
-volatile int factor = 3;
+volatile int factor = 3, scale = 1000;
 
-NOIPA int compute(int x) { return x * factor + 1; }
+/* the division is slow: a thread stopped in compute() is usually stopped
+ * right after it, inside the function's body */
+NOIPA int compute(int x) { return x * factor * 1000 / scale + 1; }
 
 NOIPA int helper(int x) { return x * x; }
 
@@ -35,6 +39,14 @@ NOIPA int flagged(void)
 	volatile int f = 0;
 	mark(&f);
 	return f;
+}
+
+void spin(void);
+static void *spinner(void *arg)
+{
+	(void)arg;
+	spin();
+	return NULL;
 }
 
 struct slot {
@@ -59,10 +71,15 @@ static void iterate(struct slot *s)
 		usleep(1000);
 }
 
+/* Bursts of calls with short sleeps between them: the threads keep running
+ * through the functions, yet leave CPU to the rest of a shared machine. */
 static void *worker(void *arg)
 {
-	for (;;)
+	for (unsigned long i = 1;; i++) {
 		iterate(arg);
+		if ((i & 4095) == 0)
+			usleep(200);
+	}
 	return NULL;
 }
 
@@ -106,7 +123,11 @@ static void single_threaded(void)
 int main(int argc, char **argv)
 {
 	int n = argc > 1 ? atoi(argv[1]) : 0;
-	idle = argc > 2;
+	idle = argc > 2 && argv[2][0] == 'i';
+	if (argc > 2 && argv[2][0] == 's') {
+		pthread_t t;
+		pthread_create(&t, NULL, spinner, NULL);
+	}
 	slots = calloc(n ? n : 1, sizeof(*slots));
 	printf("ready\n");
 	fflush(stdout);
@@ -126,4 +147,15 @@ int main(int argc, char **argv)
 		report(n);
 	}
 	return 0;
+}
+
+/* spin: a thread that loops inside a few instructions until released; used
+ * to check that a cut refuses when a thread cannot be stepped out of it. */
+volatile int spin_release, spin_entered;
+
+NOIPA void spin(void)
+{
+	spin_entered = 1;
+	while (!spin_release)
+		;
 }
