@@ -289,11 +289,11 @@ def _kernel_reader() -> Reader:
             "pass --elf vmlinux to read the text from the file"
         ) from None
     try:
-        target = module.KernelTarget()
+        target = module.KernelTarget(load=False)  # reading must not load a module
     except KnockoutError as exc:
         raise NotFound(
-            f"no /proc/kcore on this kernel and the kernel target cannot read text ({exc}); "
-            "load knockout's module or pass --elf vmlinux"
+            f"no /proc/kcore on this kernel and the kernel target cannot read text: {exc}; "
+            "or pass --elf vmlinux"
         ) from None
     read: Reader = target.read
     return read

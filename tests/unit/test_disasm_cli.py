@@ -133,6 +133,9 @@ def fake_kernel(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, text: bytes | N
         return path
 
     class KernelTarget:
+        def __init__(self, *, load: bool = True) -> None:
+            assert not load, "disasm must not load the module"
+
         def read(self, address: int, size: int) -> bytes:
             return (text * (size // len(text) + 1))[:size]
 
@@ -205,7 +208,7 @@ def test_kernel_target_not_loaded(
     path = fake_kernel(monkeypatch, tmp_path, b"\x90")
 
     class Unloaded:
-        def __init__(self) -> None:
+        def __init__(self, *, load: bool = True) -> None:
             raise NotFound("knockout.ko is not loaded; run make -C knockout/kmod && insmod")
 
     sys.modules["knockout.targets.kernel"].KernelTarget = Unloaded  # type: ignore[attr-defined]
@@ -244,3 +247,57 @@ def test_changed_bytes_are_decoded_again() -> None:
     memory[4:6] = bytes.fromhex("9090")
     after = [line.insn.text for line in disassemble(table, 0x1000, 8, read, arch)]
     assert after == ["endbr64", "nop", "nop", "ret", "nop"]
+
+
+VMLINUX_C = r"""
+__asm__(".text\n.globl _text\n.type _text, @function\n_text:\n\tnop\n\t.size _text, 1\n");
+
+__attribute__((noinline)) unsigned long shrink_slab(unsigned long n)
+{
+	unsigned long freed = 0;
+	for (unsigned long i = 0; i < n; i++)
+		freed += i & 7;
+	return freed;
+}
+
+int main(void) { return (int)shrink_slab(3); }
+"""
+
+
+@needs_gcc
+def test_live_kernel_with_debug_vmlinux(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--kernel --elf vmlinux``: kallsyms addresses, source lines shifted by the KASLR offset."""
+    src = tmp_path / "vmscan.c"
+    src.write_text(VMLINUX_C)
+    vmlinux = tmp_path / "vmlinux"
+    subprocess.run(["gcc", "-O2", "-g", "-no-pie", "-o", str(vmlinux), str(src)], check=True)
+    nm = subprocess.run(["nm", "-S", str(vmlinux)], capture_output=True, text=True).stdout
+    linked = {
+        f[3]: (int(f[0], 16), int(f[1], 16)) for f in map(str.split, nm.splitlines()) if len(f) == 4
+    }
+    kaslr = 0xFFFFFFFF81000000 - linked["_text"][0]
+    image = open_elf(str(vmlinux))
+    fake_kernel(monkeypatch, tmp_path, b"\x90")
+    kallsyms_file = tmp_path / "kallsyms.x86"
+    address, size = linked["shrink_slab"]
+    kallsyms_file.write_text(
+        f"{linked['_text'][0] + kaslr:016x} T _text\n"
+        f"{address + kaslr:016x} T shrink_slab\n"
+        f"{address + size + kaslr:016x} T after_shrink_slab\n"
+    )
+    live = sys.modules["knockout.targets.kernel"].KernelTarget
+
+    def read(self: object, where: int, n: int) -> bytes:
+        return image.read(where - kaslr, n)
+
+    monkeypatch.setattr(live, "read", read)
+    monkeypatch.setattr("knockout.commands.disasm.host_arch", lambda: get_arch("x86_64"))
+    argv = ["disasm", "shrink_slab", "--kernel", "--elf", str(vmlinux), "--source"]
+    rc, out, err = run([*argv, "--kallsyms", str(kallsyms_file), "--json"], capsys)
+    assert (rc, err) == (0, ""), err
+    records = json.loads(out)
+    assert records[0]["address"] == address + kaslr and records[0]["symbol"] == "shrink_slab"
+    assert {r["file"] for r in records} == {str(src)}
+    assert any(r["line"] == 7 for r in records)  # freed += i & 7;
