@@ -18,6 +18,14 @@ from knockout.cuts import (
     SkipCall,
 )
 from knockout.errors import BadInput, KnockoutError, NotFound, Refused, TargetGone, UnsafeCut
+from knockout.symbols import (
+    Location,
+    Symbol,
+    SymbolTable,
+    elf_symbols,
+    kallsyms,
+    process_symbols,
+)
 from knockout.targets import AppliedCut, Target, cut
 
 __all__ = [
@@ -28,6 +36,7 @@ __all__ = [
     "Identity",
     "Intent",
     "KnockoutError",
+    "Location",
     "NotFound",
     "RawBytes",
     "Refused",
@@ -35,12 +44,17 @@ __all__ = [
     "SetReg",
     "Skip",
     "SkipCall",
+    "Symbol",
+    "SymbolTable",
     "Target",
     "TargetGone",
     "UnsafeCut",
     "cut",
+    "elf_symbols",
     "get_arch",
     "host_arch",
+    "kallsyms",
+    "process_symbols",
 ]
 
 __version__ = "0.1.0"
