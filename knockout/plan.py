@@ -41,11 +41,16 @@ class CodeStyle:
     ``jmp rel32`` to a stub holding ``new`` (see :func:`stub_code`), so the
     cut covers at least 5 bytes and the instructions it displaces must run
     correctly from the stub.  ``return_thunk``: the address of
-    ``__x86_return_thunk`` when the function returns through it.
+    ``__x86_return_thunk`` when the function returns through it.  The kernel
+    target on x86_64 wants ``CodeStyle(kernel_x86_jmp_stub=True,
+    ftrace_entry=True, return_thunk=...)``.
     """
 
     kernel_x86_jmp_stub: bool = False
     return_thunk: int | None = None
+    #: x86_64 kernel code: a ``call rel32`` at the entry (after ``endbr64``) is
+    #: ftrace's ``__fentry__`` call site and is never cut (its 5-byte nop always is)
+    ftrace_entry: bool = False
 
 
 class _Function:
@@ -111,20 +116,21 @@ def _text(code: list[Encoded]) -> str:
     return "; ".join(e.text for e in code)
 
 
-def _entry_prefix(fn: _Function) -> tuple[int, str | None]:
+def _entry_prefix(fn: _Function, style: CodeStyle) -> tuple[int, str | None]:
     """How many entry instructions no cut may touch, and the PAC key of a kept ``pac*sp``.
 
-    x86_64: ``endbr64`` (the IBT landing pad) and ftrace's 5-byte nop or
-    ``call __fentry__``.  aarch64: ``bti``, ftrace's ``mov x9, x30`` + its
+    x86_64: ``endbr64`` (the IBT landing pad) and ftrace's 5-byte nop (or,
+    in kernel code, ``call __fentry__``).  aarch64: ``bti``, ftrace's ``mov x9, x30`` + its
     ``nop``/``bl``, and ``paciasp``/``pacibsp`` (a landing pad too).
     """
     insns, i, pac = fn.insns, 0, None
     if fn.arch.name == "x86_64":
         if i < len(insns) and insns[i].data == x86_64.ENDBR64:
             i += 1
-        if i < len(insns) and (
-            insns[i].data == x86_64.FENTRY_NOP
-            or (insns[i].data[:1] == b"\xe8" and insns[i].size == 5)
+        at_entry = insns[i] if i < len(insns) else None
+        if at_entry is not None and (
+            at_entry.data == x86_64.FENTRY_NOP
+            or (style.ftrace_entry and at_entry.data[:1] == b"\xe8" and at_entry.size == 5)
         ):
             i += 1
         return i, None
@@ -137,7 +143,7 @@ def _entry_prefix(fn: _Function) -> tuple[int, str | None]:
     ):
         i += 2
     if i < len(insns) and insns[i].mnemonic in ("paciasp", "pacibsp"):
-        pac = insns[i].mnemonic[3]
+        pac = insns[i].mnemonic[4]  # paci[a]sp / paci[b]sp
         i += 1
     return i, pac
 
@@ -145,11 +151,12 @@ def _entry_prefix(fn: _Function) -> tuple[int, str | None]:
 def _cover(fn: _Function, first: int, nbytes: int, what: str) -> int:
     """How many instructions from ``first`` it takes to cover ``nbytes``; refuses past the end."""
     total, count = 0, 0
+    at = fn.insns[first].address if first < len(fn.insns) else fn.decoded_end
     while total < nbytes:
         if first + count >= len(fn.insns):
             raise UnsafeCut(
-                f"{what} needs {nbytes} bytes from {fn.where(fn.insns[first].address)} but "
-                f"{fn.name} ends after {total}; cut an earlier instruction"
+                f"{what} needs {nbytes} bytes from {fn.where(at)} but {fn.name} ends after "
+                f"{total}; cut an earlier instruction"
             )
         total += fn.insns[first + count].size
         count += 1
@@ -157,7 +164,7 @@ def _cover(fn: _Function, first: int, nbytes: int, what: str) -> int:
 
 
 def _return_region(fn: _Function, address: int, intent: Return, style: CodeStyle) -> _Region:
-    prefix, pac = _entry_prefix(fn)
+    prefix, pac = _entry_prefix(fn, style)
     first = prefix if prefix < len(fn.insns) else len(fn.insns) - 1
     at = fn.insns[first].address
     if not fn.start <= address <= at:
@@ -347,7 +354,7 @@ def plan_cut(
     stub = style.kernel_x86_jmp_stub and a.name == "x86_64"
     if stub:
         _widen_for_stub(fn, region, intent)
-    prefix, _pac = _entry_prefix(fn)
+    prefix, _pac = _entry_prefix(fn, style)
     _check_safe(fn, region, prefix, intent)
     covered = fn.insns[region.first : region.first + region.count]
     replaced = covered[: region.replaced]
@@ -410,15 +417,20 @@ def _read_unsized(target: _Reads, start: int) -> bytes:
     """Up to :data:`MAX_UNSIZED` bytes from ``start``, page by page, until a read fails."""
     out = bytearray()
     at = start
+    chunk = _PAGE - at % _PAGE
     while len(out) < MAX_UNSIZED:
-        chunk = min(_PAGE - at % _PAGE, MAX_UNSIZED - len(out))
+        chunk = min(chunk, MAX_UNSIZED - len(out))
         try:
             out += target.read(at, chunk)
         except KnockoutError:
+            if chunk > 16:
+                chunk //= 2  # a short mapping or file: try less
+                continue
             if not out:
                 raise
             break
         at += chunk
+        chunk = _PAGE
     return bytes(out)
 
 

@@ -186,10 +186,11 @@ def encode_return(value: int, *, pac: str | None = None) -> list[Encoded]:
     must be authenticated before ``ret``.
     """
     code = mov_imm("x0", value)
-    if pac == "a":
-        code.append(Encoded("autiasp", word(AUTIASP)))
-    elif pac == "b":
-        code.append(Encoded("autibsp", word(AUTIBSP)))
+    if pac is not None:
+        auth = {"a": Encoded("autiasp", word(AUTIASP)), "b": Encoded("autibsp", word(AUTIBSP))}
+        if pac not in auth:
+            raise BadInput(f"pac must be 'a' or 'b' (the key of paciasp/pacibsp), not {pac!r}")
+        code.append(auth[pac])
     return [*code, Encoded("ret", word(RET))]
 
 
