@@ -1,0 +1,532 @@
+"""plan_cut / plan_at on real code: functions compiled by the test and read from the ELF.
+
+Three builds of one C file: x86_64 "kernel-like" (``endbr64``, the 5-byte
+``__fentry__`` nop, returns through ``__x86_return_thunk``), x86_64 plain
+(``-O2 -fomit-frame-pointer``), and aarch64 with pointer authentication and
+BTI (skipped without ``aarch64-linux-gnu-gcc``).
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import capstone
+import pytest
+from elftools.elf.elffile import ELFFile
+
+from knockout.arch import aarch64, get_arch, x86_64
+from knockout.asm import Insn, disasm
+from knockout.cuts import Cut, Identity, Intent, RawBytes, Return, SetReg, Skip, SkipCall
+from knockout.errors import BadInput, NotFound, UnsafeCut
+from knockout.plan import CodeStyle, plan_at, plan_cut, stub_code
+from knockout.symbols import Location, Symbol
+
+SOURCE = r"""
+static int counter;
+__attribute__((noinline)) int helper(int x) { return x * 7 + 1; }
+int work(int *p, int n) {
+    int s = 0;
+    for (int i = 0; i < n; i++) s += p[i] * 3 + (s >> 3);
+    return s;
+}
+long big(long x) { return x * 0x123456789L + 7; }
+int caller(int x) { return helper(x) + helper(x + 1) + 5; }
+int bump(void) { counter += 1; return counter; }
+int pick(int k, int a) {
+    switch (k) {
+    case 0: return a + 1; case 1: return a * 3; case 2: return a - 7; case 3: return a ^ 5;
+    case 4: return a << 2; case 5: return a / 3; case 6: return 99; default: return -1;
+    }
+}
+"""
+THUNK = '__asm__(".globl __x86_return_thunk\\n__x86_return_thunk: ret; int3\\n");\n'
+COMMON = ["-O2", "-nostdlib", "-w"]
+KERNEL_FLAGS = "-fcf-protection=full -pg -mfentry -mnop-mcount -mfunction-return=thunk-extern"
+STATIC = "-fno-pic -no-pie -static -Wl,-e,work"
+ARM64_FLAGS = "-fomit-frame-pointer -mbranch-protection=standard -fPIC -shared -fvisibility=hidden"
+BUILDS = {
+    "kernel": ("gcc", [*COMMON, *KERNEL_FLAGS.split(), *STATIC.split()]),
+    "plain": ("gcc", [*COMMON, "-fomit-frame-pointer", "-fcf-protection=none", *STATIC.split()]),
+    "arm64": ("aarch64-linux-gnu-gcc", [*COMMON, *ARM64_FLAGS.split()]),
+}
+
+
+@dataclass
+class Elf:
+    """The functions of one compiled build."""
+
+    arch: str
+    symbols: dict[str, tuple[int, int]]
+    sections: list[tuple[int, bytes]]
+
+    def code(self, name: str) -> tuple[bytes, int]:
+        address, size = self.symbols[name]
+        for start, data in self.sections:
+            if start <= address < start + len(data):
+                return data[address - start : address - start + size], address
+        raise KeyError(name)
+
+    def insns(self, name: str) -> list[Insn]:
+        code, address = self.code(name)
+        return disasm(code, self.arch, address)
+
+    def plan(self, name: str, address: int, intent: Intent, style: CodeStyle | None = None) -> Cut:
+        code, start = self.code(name)
+        return plan_cut(
+            self.arch, code, start, address, intent, target="test", location=name, style=style
+        )
+
+
+@pytest.fixture(scope="module", params=list(BUILDS))
+def build(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Elf:
+    return _build(request.param, tmp_path_factory)
+
+
+def _build(name: str, tmp_path_factory: pytest.TempPathFactory) -> Elf:
+    compiler, flags = BUILDS[name]
+    if shutil.which(compiler) is None:
+        pytest.skip(f"{compiler} not installed (make setup installs it)")
+    directory = tmp_path_factory.mktemp(name)
+    source = directory / "f.c"
+    source.write_text((THUNK if name == "kernel" else "") + SOURCE)
+    out = directory / "f.elf"
+    subprocess.run([compiler, *flags, "-o", str(out), str(source)], check=True)
+    return _read_elf(out)
+
+
+def _read_elf(path: Path) -> Elf:
+    with path.open("rb") as f:
+        elf = ELFFile(f)
+        arch = get_arch("arm64" if elf["e_machine"] == "EM_AARCH64" else "x86_64").name
+        symtab = elf.get_section_by_name(".symtab")
+        symbols = {
+            s.name: (s["st_value"], s["st_size"])
+            for s in symtab.iter_symbols()
+            if s["st_info"]["type"] in ("STT_FUNC", "STT_NOTYPE") and s.name
+        }
+        sections = [
+            (s["sh_addr"], s.data())
+            for s in elf.iter_sections()
+            if s["sh_flags"] & 0x4 and s["sh_type"] == "SHT_PROGBITS"
+        ]
+    return Elf(arch, symbols, sections)
+
+
+@pytest.fixture(scope="module")
+def kernel(tmp_path_factory: pytest.TempPathFactory) -> Elf:
+    return _build("kernel", tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def plain(tmp_path_factory: pytest.TempPathFactory) -> Elf:
+    return _build("plain", tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def arm64(tmp_path_factory: pytest.TempPathFactory) -> Elf:
+    return _build("arm64", tmp_path_factory)
+
+
+STUB = CodeStyle(kernel_x86_jmp_stub=True)
+
+
+def first_cuttable(e: Elf, name: str) -> int:
+    """Index of the first instruction after endbr64/fentry or bti/paciasp, found by mnemonic."""
+    skip = {"endbr64", "bti", "paciasp", "pacibsp"}
+    insns = e.insns(name)
+    i = 0
+    while i < len(insns) and (
+        insns[i].mnemonic in skip or (insns[i].data == bytes.fromhex("0f1f440000") and i <= 1)
+    ):
+        i += 1
+    return i
+
+
+def where(name: str, start: int, address: int) -> str:
+    return name if address == start else f"{name}+{address - start:#x}"
+
+
+def wx(name: str, start: int, address: int) -> str:
+    """:func:`where` as a regular expression."""
+    return re.escape(where(name, start, address))
+
+
+# --- properties every plan has, on every build ---------------------------------------------
+
+
+def check_invariants(e: Elf, name: str, cut: Cut) -> None:
+    code, start = e.code(name)
+    assert len(cut.new) == len(cut.old) == cut.size
+    assert cut.old == code[cut.address - start : cut.end - start]
+    boundaries = {i.address for i in e.insns(name)} | {e.insns(name)[-1].end}
+    assert cut.address in boundaries and cut.end in boundaries
+    inside = [i for i in e.insns(name) if cut.address <= i.address < cut.end]
+    assert cut.instructions == len(inside)
+    assert cut.location == where(name, start, cut.address)
+
+
+@pytest.mark.parametrize("function", ["work", "caller", "bump", "big", "helper"])
+def test_every_intent_at_every_instruction(build: Elf, function: str) -> None:
+    """Sweep: each intent at each instruction either plans with the invariants or refuses."""
+    planned = refused = 0
+    for insn in build.insns(function):
+        for intent in (Skip(), Identity(), SetReg("w0" if build.arch == "aarch64" else "eax", 1)):
+            try:
+                cut = build.plan(function, insn.address, intent)
+            except (BadInput, UnsafeCut) as exc:
+                assert "\n" not in str(exc)
+                refused += 1
+                continue
+            check_invariants(build, function, cut)
+            planned += 1
+            if isinstance(intent, Identity):
+                assert cut.new == cut.old
+    assert planned and refused  # the entry prefix is refused; the body is not
+
+
+# --- return -------------------------------------------------------------------------------
+
+
+def test_return_after_endbr_and_fentry(kernel: Elf) -> None:
+    code, start = kernel.code("work")
+    cut = kernel.plan("work", start, Return(0))
+    assert cut.address == start + 9 and cut.location == "work+0x9"
+    assert code[:9] == x86_64.ENDBR64 + x86_64.FENTRY_NOP
+    texts = [i.text for i in disasm(cut.new, "x86_64", cut.address)]
+    assert texts[:2] == ["xor eax, eax", "ret"] and all(t.startswith("nop") for t in texts[2:])
+    check_invariants(kernel, "work", cut)
+    assert kernel.plan("work", start + 9, Return(0)) == cut
+
+
+def test_return_through_the_thunk(kernel: Elf) -> None:
+    thunk = kernel.symbols["__x86_return_thunk"][0]
+    assert any(i.text == f"jmp {thunk:#x}" for i in kernel.insns("big"))  # the build uses it
+    _, start = kernel.code("big")
+    cut = kernel.plan("big", start, Return(-1), CodeStyle(return_thunk=thunk))
+    insns = disasm(cut.new, "x86_64", cut.address)
+    assert [i.text for i in insns[:2]] == ["mov rax, 0xffffffffffffffff", f"jmp {thunk:#x}"]
+    check_invariants(kernel, "big", cut)
+
+
+def test_return_elsewhere_than_the_entry_is_refused(kernel: Elf) -> None:
+    insns = kernel.insns("work")
+    later = insns[first_cuttable(kernel, "work") + 1].address
+    with pytest.raises(
+        BadInput, match=r"a return cut goes at the entry of work \(it lands at work\+0x9\)"
+    ):
+        kernel.plan("work", later, Return(0))
+
+
+def test_return_plain_starts_at_the_symbol(plain: Elf) -> None:
+    _, start = plain.code("work")
+    cut = plain.plan("work", start, Return(0x123456789))
+    assert cut.address == start and cut.location == "work"
+    assert disasm(cut.new, "x86_64")[0].text == "movabs rax, 0x123456789"
+    assert cut.instructions >= 2  # 11 bytes never fit one instruction here
+    check_invariants(plain, "work", cut)
+
+
+def test_return_on_arm64_keeps_the_landing_pad(arm64: Elf) -> None:
+    _, helper = arm64.code("helper")
+    assert arm64.insns("helper")[0].text == "bti c"
+    cut = arm64.plan("helper", helper, Return(0))
+    assert cut.address == helper + 4
+    assert cut.new == (0xD2800000).to_bytes(4, "little") + (0xD65F03C0).to_bytes(4, "little")
+    _, caller = arm64.code("caller")
+    assert arm64.insns("caller")[0].mnemonic == "paciasp"
+    cut = arm64.plan("caller", caller, Return(-2))
+    assert [i.text for i in disasm(cut.new, "arm64")] == ["mov x0, #-2", "autiasp", "ret"]
+    assert cut.instructions == 3
+    check_invariants(arm64, "caller", cut)
+
+
+# --- set, skip, skip-call, bytes --------------------------------------------------------------
+
+
+def test_set_fits_or_is_refused_with_the_reason(kernel: Elf) -> None:
+    _, start = kernel.code("caller")
+    insns = kernel.insns("caller")
+    call = next(i for i in insns if i.mnemonic == "call")
+    cut = kernel.plan("caller", call.address, SetReg("eax", 7))
+    assert cut.new == bytes.fromhex("b807000000") and cut.instructions == 1
+    short = next(i for i in insns[first_cuttable(kernel, "caller") :] if i.size == 3)
+    at = wx("caller", start, short.address)
+    with pytest.raises(
+        BadInput,
+        match=rf"^movabs rbx, 0x123456789 needs 10 bytes but the instruction at {at} has 3; "
+        "pick a value that fits in 32 bits",
+    ):
+        kernel.plan("caller", short.address, SetReg("rbx", 0x123456789))
+    with pytest.raises(BadInput, match=rf"needs 5 bytes but the instruction at {at} has 3"):
+        kernel.plan("caller", short.address, SetReg("ebx", 5))
+    with pytest.raises(BadInput, match="no general-purpose register 'x28'"):
+        kernel.plan("caller", call.address, SetReg("x28", 0))
+
+
+def test_set_arm64_the_seed_way(arm64: Elf) -> None:
+    load = next(i for i in arm64.insns("bump") if i.mnemonic == "ldr")
+    cut = arm64.plan("bump", load.address, SetReg("w0", 0))
+    assert cut.new == (0x52800000).to_bytes(4, "little") and cut.old == load.data
+    cut = arm64.plan("bump", load.address, SetReg("x28", 0))
+    assert cut.new == (0xD280001C).to_bytes(4, "little")
+    with pytest.raises(
+        BadInput, match="needs 3 instructions in x5 but this cut replaces exactly one"
+    ):
+        arm64.plan("bump", load.address, SetReg("x5", 0x123456789))
+
+
+def test_offset_inside_an_instruction_names_the_boundaries(build: Elf) -> None:
+    _, start = build.code("work")
+    insn = next(i for i in build.insns("work") if i.size > 1)
+    message = (
+        f"{where('work', start, insn.address + 1)} is inside the {insn.size}-byte instruction at "
+        f"{where('work', start, insn.address)}; use {where('work', start, insn.address)} "
+        f"or {where('work', start, insn.end)}"
+    )
+    with pytest.raises(BadInput) as caught:
+        build.plan("work", insn.address + 1, Skip())
+    assert str(caught.value) == message
+
+
+def test_offset_past_the_end(build: Elf) -> None:
+    code, start = build.code("work")
+    with pytest.raises(BadInput, match=rf"work\+{len(code):#x} is outside work"):
+        build.plan("work", start + len(code), Skip())
+    with pytest.raises(BadInput, match=r"work-0x4 is outside work"):
+        build.plan("work", start - 4, Skip())
+
+
+def test_skip_call(build: Elf) -> None:
+    isa = x86_64 if build.arch == "x86_64" else aarch64
+    insns = build.insns("caller")
+    call = next(i for i in insns if isa.is_call(i))
+    cut = build.plan("caller", call.address, SkipCall())
+    texts = [i.text for i in disasm(cut.new, build.arch)]
+    assert texts[0] == ("xor eax, eax" if build.arch == "x86_64" else "nop")
+    assert all(t.startswith("nop") for t in texts[1:])
+    cut = build.plan("caller", call.address, SkipCall(5))
+    assert disasm(cut.new, build.arch)[0].text in ("mov eax, 5", "mov x0, #5")
+    other = next(i for i in insns[first_cuttable(build, "caller") :] if not isa.is_call(i))
+    with pytest.raises(BadInput, match=rf"is '{re.escape(other.text)}', not a call; use --skip"):
+        build.plan("caller", other.address, SkipCall())
+    with pytest.raises(BadInput):
+        build.plan("caller", call.address, SkipCall(0x123456789))
+
+
+def test_skip_call_small_negative_fits_x86(kernel: Elf) -> None:
+    call = next(i for i in kernel.insns("caller") if i.mnemonic == "call")
+    cut = kernel.plan("caller", call.address, SkipCall(-1))
+    assert [i.text for i in disasm(cut.new, "x86_64")][:2] == ["push -1", "pop rax"]
+
+
+def test_raw_bytes_must_end_on_a_boundary(build: Elf) -> None:
+    _, start = build.code("work")
+    insns = build.insns("work")
+    k = first_cuttable(build, "work")
+    a, b = insns[k], insns[k + 1]
+    nop = x86_64.nops if build.arch == "x86_64" else aarch64.nops
+    cut = build.plan("work", a.address, RawBytes(nop(a.size + b.size)))
+    assert cut.instructions == 2
+    if build.arch == "x86_64" and b.size > 1:
+        with pytest.raises(
+            BadInput,
+            match=rf"end inside the {b.size}-byte instruction at {wx('work', start, b.address)}; "
+            rf"give {a.size} or {a.size + b.size} bytes",
+        ):
+            build.plan("work", a.address, RawBytes(nop(a.size + 1)))
+
+
+def test_branch_into_the_cut_is_refused(build: Elf) -> None:
+    isa = x86_64 if build.arch == "x86_64" else aarch64
+    insns = build.insns("work")
+    k0 = first_cuttable(build, "work")
+    targets = {isa.branch_target(i) for i in insns} - {None}
+    k = next(k for k in range(k0 + 1, len(insns)) if insns[k].address in targets)
+    before, target = insns[k - 1], insns[k]
+    nop = x86_64.nops if build.arch == "x86_64" else aarch64.nops
+    with pytest.raises(UnsafeCut, match=r"branches to work\+0x[0-9a-f]+, inside the cut"):
+        build.plan("work", before.address, RawBytes(nop(before.size + target.size)))
+    build.plan("work", target.address, RawBytes(nop(target.size)))  # starting there is fine
+
+
+def test_entry_prefix_is_never_cut(kernel: Elf, arm64: Elf) -> None:
+    _, start = kernel.code("work")
+    with pytest.raises(
+        UnsafeCut, match=r"^work is 'endbr64', which the entry needs .* cut at work\+0x9"
+    ):
+        kernel.plan("work", start, Skip())
+    with pytest.raises(UnsafeCut, match=r"^work\+0x4 is 'nop dword ptr \[rax \+ rax\]'"):
+        kernel.plan("work", start + 4, SetReg("eax", 0))
+    _, start = arm64.code("caller")
+    with pytest.raises(UnsafeCut, match=r"^caller is 'paciasp'"):
+        arm64.plan("caller", start, Skip())
+
+
+# --- the kernel's jmp-to-stub style -------------------------------------------------------------
+
+
+def _rip_or_relative(insn: Insn) -> bool:
+    """Independent of knockout: capstone's operand details."""
+    cs = capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_64)
+    cs.detail = True
+    (full,) = cs.disasm(insn.data, insn.address)
+    rel = capstone.CS_GRP_JUMP in full.groups or capstone.CS_GRP_CALL in full.groups
+    rel = rel and full.operands[0].type == capstone.x86.X86_OP_IMM
+    rip = any(
+        op.type == capstone.x86.X86_OP_MEM and op.mem.base == capstone.x86.X86_REG_RIP
+        for op in full.operands
+    )
+    return bool(rel or rip)
+
+
+@pytest.mark.parametrize("function", ["work", "caller", "bump", "big", "helper"])
+def test_stub_style_sweep(kernel: Elf, function: str) -> None:
+    """Every Skip in stub style covers >= 5 bytes and displaces only movable code, or refuses."""
+    insns = kernel.insns(function)
+    outcomes = {"planned": 0, "refused": 0}
+    for k in range(first_cuttable(kernel, function), len(insns)):
+        try:
+            cut = kernel.plan(function, insns[k].address, Skip(), STUB)
+        except (BadInput, UnsafeCut):
+            outcomes["refused"] += 1
+            continue
+        outcomes["planned"] += 1
+        check_invariants(kernel, function, cut)
+        assert cut.size >= 5
+        displaced = [i for i in insns if insns[k].end <= i.address < cut.end]
+        assert not any(_rip_or_relative(i) for i in displaced)
+        assert cut.new == x86_64.nops(insns[k].size) + b"".join(i.data for i in displaced)
+        stub = stub_code(cut, cut.address + 0x100000)
+        decoded = disasm(stub, "x86_64", cut.address + 0x100000)
+        assert decoded[-1].text == f"jmp {cut.end:#x}"
+    assert outcomes["planned"] or function == "bump"
+
+
+def test_stub_refuses_displacing_rip_relative_code(kernel: Elf) -> None:
+    insns = kernel.insns("bump")
+    k = next(k for k in range(len(insns) - 1) if insns[k].size < 5 and "rip" in insns[k + 1].op_str)
+    _, start = kernel.code("bump")
+    plan_in_place = kernel.plan("bump", insns[k].address, Skip())
+    assert plan_in_place.instructions == 1
+    with pytest.raises(
+        UnsafeCut,
+        match=rf"also displaces {wx('bump', start, insns[k + 1].address)}: .* relative to rip",
+    ):
+        kernel.plan("bump", insns[k].address, Skip(), STUB)
+
+
+def test_stub_refuses_near_the_end(plain: Elf) -> None:
+    last = plain.insns("bump")[-1]
+    assert last.text == "ret"
+    with pytest.raises(
+        UnsafeCut, match=r"the jmp to the stub needs 4 bytes from .* bump ends after"
+    ):
+        plain.plan("bump", last.address, Skip(), STUB)
+
+
+def test_stub_refuses_functions_with_indirect_jumps(kernel: Elf) -> None:
+    insns = kernel.insns("pick")
+    k = next(k for k, i in enumerate(insns) if x86_64.is_indirect_jump(i)) - 1  # jump table
+    kernel.plan("pick", insns[k].address, Identity())  # in place: fine
+    with pytest.raises(UnsafeCut, match=r"is an indirect jump .* use a kprobe for pick"):
+        kernel.plan("pick", insns[k].address, Identity(), STUB)
+
+
+def test_stub_return_through_thunk_relocates(kernel: Elf) -> None:
+    thunk = kernel.symbols["__x86_return_thunk"][0]
+    _, start = kernel.code("helper")
+    cut = kernel.plan(
+        "helper", start, Return(0), CodeStyle(kernel_x86_jmp_stub=True, return_thunk=thunk)
+    )
+    assert cut.size >= 5 and cut.address == start + 9
+    stub_at = thunk + 0x7000
+    decoded = disasm(stub_code(cut, stub_at), "x86_64", stub_at)
+    assert [i.text for i in decoded[:2]] == ["xor eax, eax", f"jmp {thunk:#x}"]
+    assert decoded[-1].text == f"jmp {cut.end:#x}"
+
+
+def test_stub_style_is_ignored_on_arm64(arm64: Elf) -> None:
+    load = next(i for i in arm64.insns("bump") if i.mnemonic == "ldr")
+    assert arm64.plan("bump", load.address, Skip(), STUB).size == 4
+
+
+# --- plan_at over a fake target ------------------------------------------------------------------
+
+
+class FakeSymbols:
+    def __init__(self, table: dict[str, Symbol]) -> None:
+        self.table = table
+
+    def resolve(self, spec: str) -> Location:
+        name, _, offset = spec.partition("+")
+        symbol = self.table[name]
+        return Location(symbol.address + (int(offset, 0) if offset else 0), symbol)
+
+
+class FakeTarget:
+    """A target over a byte buffer; reads past it fail like an unmapped page."""
+
+    def __init__(self, e: Elf, sized: bool, style: CodeStyle | None) -> None:
+        self.arch = get_arch(e.arch)
+        caller = e.symbols["caller"][0]
+        self.base, self.memory = next((a, d) for a, d in e.sections if a <= caller < a + len(d))
+        self.table = {n: Symbol(n, a, s if sized else 0) for n, (a, s) in e.symbols.items() if s}
+        self.style = style
+        self.reads: list[tuple[int, int]] = []
+
+    @property
+    def description(self) -> str:
+        return "fake"
+
+    def read(self, address: int, size: int) -> bytes:
+        self.reads.append((address, size))
+        off = address - self.base
+        if not 0 <= off <= len(self.memory) - size:
+            raise NotFound(f"cannot read {size} bytes at {address:#x}")
+        return self.memory[off : off + size]
+
+    def symbols(self) -> FakeSymbols:
+        return FakeSymbols(self.table)
+
+    def code_style(self) -> CodeStyle | None:
+        return self.style
+
+
+@pytest.mark.parametrize("sized", [True, False])
+def test_plan_at_reads_the_function(kernel: Elf, sized: bool) -> None:
+    target = FakeTarget(kernel, sized, None)
+    call = next(i for i in kernel.insns("caller") if i.mnemonic == "call")
+    _, start = kernel.code("caller")
+    spec = f"caller+{call.address - start:#x}"
+    cut = plan_at(target, spec, SkipCall())
+    assert cut == kernel.plan("caller", call.address, SkipCall()).__class__(
+        **{**kernel.plan("caller", call.address, SkipCall()).__dict__, "target": "fake"}
+    )
+    assert target.reads[0][0] == start
+    if not sized:
+        assert all(size <= 4096 for _, size in target.reads)
+
+
+def test_plan_at_asks_the_target_for_its_style(kernel: Elf) -> None:
+    target = FakeTarget(kernel, True, STUB)
+    insns = kernel.insns("bump")
+    k = next(k for k in range(len(insns) - 1) if insns[k].size < 5 and "rip" in insns[k + 1].op_str)
+    _, start = kernel.code("bump")
+    with pytest.raises(UnsafeCut, match="jmp to the stub"):
+        plan_at(target, f"bump+{insns[k].address - start:#x}", Skip())
+
+
+def test_a_call_at_the_entry_is_ftrace_only_in_kernel_code(plain: Elf) -> None:
+    _, start = plain.code("caller")
+    first = plain.insns("caller")[0]
+    assert first.mnemonic == "call"  # gcc knows helper keeps edi: no prologue at all
+    assert plain.plan("caller", start, SkipCall()).instructions == 1
+    assert plain.plan("caller", start, Return(0)).address == start
+    kernel_code = CodeStyle(ftrace_entry=True)
+    with pytest.raises(UnsafeCut, match=r"^caller is 'call 0x[0-9a-f]+', which the entry needs"):
+        plain.plan("caller", start, SkipCall(), kernel_code)
+    assert plain.plan("caller", start, Return(0), kernel_code).address == first.end
