@@ -20,7 +20,8 @@ from typing import Any, BinaryIO, NamedTuple
 
 from elftools.common.exceptions import ELFError
 from elftools.elf.elffile import ELFFile
-from elftools.elf.sections import NoteSection
+from elftools.elf.relocation import RelocationSection
+from elftools.elf.sections import NoteSection, SymbolTableSection
 
 from knockout.arch import ARCHES, Arch
 from knockout.errors import BadInput, NotFound, Refused
@@ -119,8 +120,32 @@ class ElfImage:
         for name in (".symtab", ".dynsym"):
             section = self.elf.get_section_by_name(name)
             if section is not None and section["sh_size"] > 0:
-                return self._sized(list(self._unpack_symbols(section)))
-        return []
+                return self._sized(list(self._unpack_symbols(section))) + self.plt_symbols()
+        return self.plt_symbols()
+
+    def plt_symbols(self) -> list[RawSymbol]:
+        """``name@plt`` for each PLT entry, as objdump and gdb name them.
+
+        The lazy-binding PLT holds one 16-byte entry per ``.rela.plt``
+        relocation, in order, after a header (x86_64: 16 bytes in ``.plt``, or
+        none in ``.plt.sec`` with IBT; aarch64: 32 bytes).
+        """
+        relocations = self.elf.get_section_by_name(".rela.plt")
+        sec = self.elf.get_section_by_name(".plt.sec")
+        plt = sec or self.elf.get_section_by_name(".plt")
+        header = {"EM_X86_64": 16, "EM_AARCH64": 32}.get(self.elf["e_machine"])
+        if not isinstance(relocations, RelocationSection) or plt is None or header is None:
+            return []
+        dynsym = self.elf.get_section(relocations["sh_link"])
+        if not isinstance(dynsym, SymbolTableSection):
+            return []
+        start = plt["sh_addr"] + (0 if sec is not None else header)
+        out = []
+        for i, reloc in enumerate(relocations.iter_relocations()):
+            name = dynsym.get_symbol(reloc["r_info_sym"]).name
+            if name and start + 16 * (i + 1) <= plt["sh_addr"] + plt["sh_size"]:
+                out.append(RawSymbol(f"{name}@plt", start + 16 * i, 16, False))
+        return out
 
     def _sized(self, found: list[tuple[int, RawSymbol]]) -> list[RawSymbol]:
         starts: dict[int, list[int]] = {}

@@ -123,10 +123,14 @@ class SymbolTable:
 
     def lookup(self, name: str) -> Symbol:
         """The symbol called ``name`` (``name@module`` picks among duplicates)."""
-        base, _, module = name.partition("@")
-        found = self._by_name.get(base, [])
-        if module:
-            found = [s for s in found if s.module and _module_matches(s.module, module)]
+        found = self._by_name.get(name, [])
+        if not found and "@" in name:  # name@module (names may hold '@' too: printf@plt)
+            base, _, module = name.rpartition("@")
+            found = [
+                s
+                for s in self._by_name.get(base, [])
+                if s.module and _module_matches(s.module, module)
+            ]
         if not found:
             raise NotFound(self._unknown_message(name))
         distinct = {s.address for s in found}
@@ -150,7 +154,7 @@ class SymbolTable:
         raise BadInput(f"{len(found)} symbols are called {name!r} ({places}); {how}")
 
     def _unknown_message(self, name: str) -> str:
-        close = difflib.get_close_matches(name.partition("@")[0], self._by_name, n=3, cutoff=0.7)
+        close = difflib.get_close_matches(name, self._by_name, n=3, cutoff=0.7)
         hint = f"; did you mean {', '.join(close)}?" if close else f" in {self.description}"
         return f"no symbol {name!r}{hint}"
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -281,3 +282,19 @@ def test_process_symbols_pie_child(built: dict[str, Path]) -> None:
 def test_no_such_pid() -> None:
     with pytest.raises(NotFound, match="no process 999999999; check the pid"):
         process_symbols(999999999)
+
+
+@needs_gcc
+def test_plt_entries_named_like_objdump(built: dict[str, Path]) -> None:
+    text = subprocess.run(
+        ["objdump", "-d", "-j", ".plt", "-j", ".plt.sec", str(built["demo"])],
+        capture_output=True,
+        text=True,
+    ).stdout
+    expected = {
+        m[2]: int(m[1], 16) for m in re.finditer(r"^([0-9a-f]+) <(\w+@plt)>:", text, re.MULTILINE)
+    }
+    assert {"strtoul@plt", "printf@plt"} <= set(expected)
+    table = elf_symbols(str(built["demo"]))
+    for name, address in expected.items():
+        assert table.lookup(name).address == address, name
