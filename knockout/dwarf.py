@@ -321,8 +321,13 @@ class DwarfLines:
     def _cu_lines(self, cu_offset: int) -> CULines:
         lines = self._cus.get(cu_offset)
         if lines is None:
-            cu = self.info.get_CU_at(cu_offset)
-            lines = self._decode_cu(cu) or CULines([], [])
+            try:
+                lines = self._decode_cu(self.info.get_CU_at(cu_offset)) or CULines([], [])
+            except (ELFError, DWARFError, IndexError, KeyError, ValueError) as exc:
+                raise NotFound(
+                    f"{self.path}: corrupt DWARF in the unit at {cu_offset:#x} ({exc}); "
+                    "rebuild the file or drop --source"
+                ) from None
             self._cus[cu_offset] = lines
         return lines
 

@@ -117,11 +117,14 @@ class ElfImage:
         A symbol of size 0 (an assembly label) gets the size up to the next
         symbol of its section, or to the section's end.
         """
-        for name in (".symtab", ".dynsym"):
-            section = self.elf.get_section_by_name(name)
-            if section is not None and section["sh_size"] > 0:
-                return self._sized(list(self._unpack_symbols(section))) + self.plt_symbols()
-        return self.plt_symbols()
+        try:
+            for name in (".symtab", ".dynsym"):
+                section = self.elf.get_section_by_name(name)
+                if section is not None and section["sh_size"] > 0:
+                    return self._sized(list(self._unpack_symbols(section))) + self.plt_symbols()
+            return self.plt_symbols()
+        except (ELFError, struct.error, ValueError, IndexError) as exc:
+            raise BadInput(f"{self.path}: corrupt symbol table ({exc}); rebuild the file") from None
 
     def plt_symbols(self) -> list[RawSymbol]:
         """``name@plt`` for each PLT entry, as objdump and gdb name them.

@@ -153,3 +153,22 @@ def test_lines_for_addresses_before_first_row() -> None:
         rows[1],
         rows[1],
     ]
+
+
+def test_corrupt_line_program_is_one_line(built: dict[str, Path], tmp_path: Path) -> None:
+    section = subprocess.run(
+        ["readelf", "-SW", str(built["demo"])], capture_output=True, text=True, check=True
+    ).stdout
+    match = re.search(r"\.debug_line\s+PROGBITS\s+\w+\s+(\w+)\s+(\w+)", section)
+    assert match, section
+    offset, size = int(match[1], 16), int(match[2], 16)
+    data = bytearray(built["demo"].read_bytes())
+    data[offset + 40 : offset + size] = b"\xff" * (size - 40)  # keep the unit header's length
+    copy = tmp_path / "corrupt"
+    copy.write_bytes(bytes(data))
+    lines = dwarf_lines(str(copy))
+    assert lines is not None
+    burn = elf_symbols(str(copy)).lookup("burn")
+    with pytest.raises(LookupError, match=r"corrupt DWARF .*drop --source") as exc:
+        lines.at(burn.address)
+    assert "\n" not in str(exc.value)
