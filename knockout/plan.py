@@ -43,14 +43,20 @@ class CodeStyle:
     correctly from the stub.  ``return_thunk``: the address of
     ``__x86_return_thunk`` when the function returns through it.  The kernel
     target on x86_64 wants ``CodeStyle(kernel_x86_jmp_stub=True,
-    ftrace_entry=True, return_thunk=...)``.
+    return_thunk=...)``.
     """
 
     kernel_x86_jmp_stub: bool = False
     return_thunk: int | None = None
     #: x86_64 kernel code: a ``call rel32`` at the entry (after ``endbr64``) is
-    #: ftrace's ``__fentry__`` call site and is never cut (its 5-byte nop always is)
-    ftrace_entry: bool = False
+    #: ftrace's ``__fentry__`` call site and is never cut (its 5-byte nop never
+    #: is, in any code); None means "kernel code iff kernel_x86_jmp_stub"
+    ftrace_entry: bool | None = None
+
+    @property
+    def entry_call_is_ftrace(self) -> bool:
+        """Whether a ``call`` at the entry belongs to ftrace (see :attr:`ftrace_entry`)."""
+        return self.kernel_x86_jmp_stub if self.ftrace_entry is None else self.ftrace_entry
 
 
 class _Function:
@@ -130,7 +136,7 @@ def _entry_prefix(fn: _Function, style: CodeStyle) -> tuple[int, str | None]:
         at_entry = insns[i] if i < len(insns) else None
         if at_entry is not None and (
             at_entry.data == x86_64.FENTRY_NOP
-            or (style.ftrace_entry and at_entry.data[:1] == b"\xe8" and at_entry.size == 5)
+            or (style.entry_call_is_ftrace and at_entry.data[:1] == b"\xe8" and at_entry.size == 5)
         ):
             i += 1
         return i, None
@@ -280,10 +286,22 @@ def _widen_for_stub(fn: _Function, region: _Region, intent: Intent) -> None:
 
 
 def _check_stub(fn: _Function, address: int, new: bytes) -> None:
-    """The stub's code must move: only rel32 jmp/call are re-aimed; no indirect jumps in fn."""
+    """The stub's code must move (only ``jmp rel32`` is re-aimed) and hold no call.
+
+    A call in a stub would leave a return address pointing into the stub,
+    which the kernel module recycles after the cut is reverted.  Indirect
+    jumps anywhere in the function are refused as x86 optprobes do: a jump
+    table may land inside the covered range.
+    """
     for insn in disasm(new, fn.arch, address):
+        if x86_64.is_call(insn):
+            raise UnsafeCut(
+                f"the stub for {fn.where(address)} would hold '{insn.text}': its return "
+                "address would point into the stub; cut the call itself (--skip-call) or "
+                "use a kprobe"
+            )
         why = x86_64.is_relative(insn)
-        movable = insn.data[:1] in (b"\xe8", b"\xe9") and insn.size == JMP_REL32_LEN
+        movable = insn.data[:1] == b"\xe9" and insn.size == JMP_REL32_LEN
         if why is not None and not movable:
             raise UnsafeCut(
                 f"the stub for {fn.where(address)} would hold '{insn.text}' ({why}); "

@@ -17,6 +17,7 @@ from pathlib import Path
 import capstone
 import pytest
 from elftools.elf.elffile import ELFFile
+from elftools.elf.sections import SymbolTableSection
 
 from knockout.arch import aarch64, get_arch, x86_64
 from knockout.asm import Insn, disasm
@@ -103,6 +104,7 @@ def _read_elf(path: Path) -> Elf:
         elf = ELFFile(f)
         arch = get_arch("arm64" if elf["e_machine"] == "EM_AARCH64" else "x86_64").name
         symtab = elf.get_section_by_name(".symtab")
+        assert isinstance(symtab, SymbolTableSection)
         symbols = {
             s.name: (s["st_value"], s["st_size"])
             for s in symtab.iter_symbols()
@@ -530,3 +532,14 @@ def test_a_call_at_the_entry_is_ftrace_only_in_kernel_code(plain: Elf) -> None:
     with pytest.raises(UnsafeCut, match=r"^caller is 'call 0x[0-9a-f]+', which the entry needs"):
         plain.plan("caller", start, SkipCall(), kernel_code)
     assert plain.plan("caller", start, Return(0), kernel_code).address == first.end
+    assert STUB.entry_call_is_ftrace and not CodeStyle().entry_call_is_ftrace
+    assert plain.plan("caller", start, Return(0), STUB).address == first.end
+
+
+def test_stub_never_holds_a_call(kernel: Elf) -> None:
+    call = next(i for i in kernel.insns("caller") if i.mnemonic == "call")
+    kernel.plan("caller", call.address, Identity())  # in place: fine
+    with pytest.raises(UnsafeCut, match=r"would hold 'call 0x[0-9a-f]+': its return address"):
+        kernel.plan("caller", call.address, Identity(), STUB)
+    cut = kernel.plan("caller", call.address, SkipCall(), STUB)  # the call is gone: fine
+    assert not any(i.mnemonic == "call" for i in disasm(cut.new, "x86_64"))
