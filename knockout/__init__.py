@@ -7,6 +7,7 @@ The public API is re-exported here; everything else is private detail.
 from __future__ import annotations
 
 from knockout.arch import Arch, get_arch, host_arch
+from knockout.asm import Insn, asm, disasm
 from knockout.cuts import (
     Cut,
     Identity,
@@ -18,6 +19,7 @@ from knockout.cuts import (
     SkipCall,
 )
 from knockout.errors import BadInput, KnockoutError, NotFound, Refused, TargetGone, UnsafeCut
+from knockout.plan import CodeStyle, plan_at, plan_cut
 from knockout.symbols import (
     Location,
     Symbol,
@@ -32,8 +34,10 @@ __all__ = [
     "AppliedCut",
     "Arch",
     "BadInput",
+    "CodeStyle",
     "Cut",
     "Identity",
+    "Insn",
     "Intent",
     "KnockoutError",
     "Location",
@@ -49,11 +53,15 @@ __all__ = [
     "Target",
     "TargetGone",
     "UnsafeCut",
+    "asm",
     "cut",
+    "disasm",
     "elf_symbols",
     "get_arch",
     "host_arch",
     "kallsyms",
+    "plan_at",
+    "plan_cut",
     "process_symbols",
 ]
 
