@@ -414,8 +414,13 @@ def _suffix_match(path: str, wanted: str) -> bool:
 
 
 @functools.lru_cache(maxsize=32)
-def _lines_for(path: str) -> DwarfLines | None:
+def _lines_for(path: str, mtime_ns: int) -> DwarfLines | None:
     image = open_elf(path)
+    if image.is_relocatable:
+        raise NotFound(
+            f"{path}: a relocatable object (.o/.ko) has no final addresses for source lines; "
+            "disassemble the loaded module with --kernel, or a linked file"
+        )
     if image.has_section(".debug_line"):
         return DwarfLines(image)
     debug = debug_file_for(image)
@@ -427,8 +432,17 @@ def _lines_for(path: str) -> DwarfLines | None:
 
 
 def dwarf_lines(path: str) -> DwarfLines | None:
-    """The line information of ELF ``path`` (or its debug file by build-id), or None."""
-    return _lines_for(os.path.realpath(path))
+    """The line information of ELF ``path`` (or its debug file by build-id), or None.
+
+    Cached per file and modification time.
+    """
+    real = os.path.realpath(path)
+    try:
+        mtime = os.stat(real).st_mtime_ns
+    except OSError:
+        open_elf(real)  # raises the one-line error
+        raise
+    return _lines_for(real, mtime)
 
 
 @functools.lru_cache(maxsize=64)

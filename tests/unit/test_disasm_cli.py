@@ -170,6 +170,7 @@ def bad_cases(built: dict[str, Path], tmp_path: Path) -> list[tuple[list[str], s
         (["burn", "--elf", str(tmp_path / "missing")], "no such file"),
         (["burn", "--elf", str(text)], "not a readable ELF file"),
         (["burn", "--elf", str(built["stripped"]), "--source"], "no DWARF line information"),
+        (["burn", "--elf", str(built["obj"]), "--source"], "relocatable object"),
         (["--arch", "x86_64", "--hex", "zz"], "is not hex bytes"),
         (["--hex", "c3"], "--hex needs --arch"),
         (["--arch", "mips", "--hex", "c3"], "unknown architecture"),

@@ -88,6 +88,8 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         cmd = ["gcc", "-O2", "-g", "-fomit-frame-pointer", *flags, "-o", str(d / name), str(src)]
         subprocess.run(cmd, check=True, cwd=d)
         out[name] = d / name
+    out["obj"] = d / "demo.o"
+    subprocess.run(["gcc", "-O2", "-g", "-c", "-o", str(out["obj"]), str(src)], check=True)
     out["stripped"] = d / "demo_dyn.stripped"
     subprocess.run(["strip", "-o", str(out["stripped"]), str(out["demo_dyn"])], check=True)
     return out
