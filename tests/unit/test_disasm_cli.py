@@ -302,3 +302,59 @@ def test_live_kernel_with_debug_vmlinux(
     assert records[0]["address"] == address + kaslr and records[0]["symbol"] == "shrink_slab"
     assert {r["file"] for r in records} == {str(src)}
     assert any(r["line"] == 7 for r in records)  # freed += i & 7;
+
+
+FREESTANDING_C = r"""
+unsigned long sink;
+
+__attribute__((noinline)) unsigned long burn(unsigned long n)
+{
+	unsigned long acc = 0;
+	for (unsigned long i = 0; i < n; i++)
+		acc += i * i;
+	return acc;
+}
+
+void _start(void)
+{
+	sink = burn(1000);
+	for (;;)
+		;
+}
+"""
+
+
+@pytest.mark.skipif(
+    shutil.which("aarch64-linux-gnu-gcc") is None, reason="needs gcc-aarch64-linux-gnu"
+)
+def test_aarch64_elf(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    src = tmp_path / "free.c"
+    src.write_text(FREESTANDING_C)
+    elf = tmp_path / "free.arm64"
+    cc = ["aarch64-linux-gnu-gcc", "-O2", "-g", "-fomit-frame-pointer", "-nostdlib"]
+    subprocess.run([*cc, "-ffreestanding", "-static", "-o", str(elf), str(src)], check=True)
+    rc, out, _ = run(["disasm", "_start", "--elf", str(elf), "--json", "--source"], capsys)
+    records = json.loads(out)
+    assert rc == 0
+    dump = subprocess.run(
+        ["aarch64-linux-gnu-objdump", "-d", "--disassemble=_start", str(elf)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    words = re.findall(r"^\s+([0-9a-f]+):\s+([0-9a-f]{8})\s", dump, re.MULTILINE)
+    assert [(r["address"], r["bytes"]) for r in records] == [
+        (int(a, 16), bytes.fromhex(w)[::-1].hex()) for a, w in words
+    ]
+    nm = subprocess.run(["aarch64-linux-gnu-nm", str(elf)], capture_output=True, text=True)
+    burn = re.search(r"^([0-9a-f]+) T burn$", nm.stdout, re.MULTILINE)
+    assert burn is not None
+    calls = [r["text"] for r in records if r["text"].startswith("bl ")]
+    assert calls == [f"bl #{int(burn[1], 16):#x} <burn>"]
+    where = subprocess.run(
+        ["aarch64-linux-gnu-addr2line", "-e", str(elf), *(hex(r["address"]) for r in records)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.splitlines()
+    assert [f"{r['file']}:{r['line']}" for r in records] == [w.split(" ")[0] for w in where]
