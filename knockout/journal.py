@@ -3,9 +3,11 @@
 Each cut in place has one small JSON file, keyed by the target's pid **and**
 its start time (``/proc/PID/stat`` field 22), so that a recycled pid is never
 mistaken for the process that was cut.  Files are written atomically (temp
-file, fsync, link/rename), so a SIGKILL of knockout at any instant leaves
+file, then link or rename), so a SIGKILL of knockout at any instant leaves
 either no entry or a whole one, and ``knockout revert --all`` can put the
-original bytes back.
+original bytes back.  There is no fsync: the journal must outlive knockout,
+not the machine -- after a crash the cut processes are gone too, and their
+entries (another boot, other start times) are cleared without a write.
 
 The directory is ``$KNOCKOUT_JOURNAL_DIR`` if set, else ``/run/knockout`` when
 writable (root), else ``$XDG_STATE_HOME/knockout`` (``~/.local/state/knockout``).
@@ -126,18 +128,8 @@ class Journal:
                 "set KNOCKOUT_JOURNAL_DIR to a writable directory"
             ) from None
         tmp = self.directory / f".{entry.key}.{os.getpid()}.tmp"
-        with open(tmp, "w") as f:
-            json.dump(entry.to_json(), f)
-            f.flush()
-            os.fsync(f.fileno())
+        tmp.write_text(json.dumps(entry.to_json()))
         return tmp
-
-    def _sync_dir(self) -> None:
-        fd = os.open(self.directory, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
 
     def add(self, entry: Entry) -> Entry:
         """Record ``entry`` atomically; refuse if a cut at that address is already recorded."""
@@ -152,19 +144,16 @@ class Journal:
             ) from None
         finally:
             tmp.unlink()
-        self._sync_dir()
         return entry
 
     def replace(self, entry: Entry) -> None:
         """Overwrite ``entry``'s record atomically (e.g. to drop its holder on ``--detach``)."""
         os.replace(self._write_temp(entry), self._path(entry))
-        self._sync_dir()
 
     def remove(self, entry: Entry) -> None:
         """Forget ``entry`` (missing is fine)."""
         with contextlib.suppress(FileNotFoundError):
             self._path(entry).unlink()
-            self._sync_dir()
 
     def entries(self, pid: int | None = None) -> list[Entry]:
         """The recorded entries, oldest first; only ``pid``'s when given."""

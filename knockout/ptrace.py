@@ -144,7 +144,7 @@ def wait_stop(tid: int, timeout: float) -> Stop | None:
     uninterruptible sleep cannot hang knockout; only ``tid`` is ever reaped.
     """
     deadline = time.monotonic() + timeout
-    pause = 20e-6
+    pause = 10e-6
     while True:
         try:
             pid, status = os.waitpid(tid, os.WNOHANG | WALL)
@@ -155,4 +155,4 @@ def wait_stop(tid: int, timeout: float) -> Stop | None:
         if time.monotonic() >= deadline:
             return None
         time.sleep(pause)
-        pause = min(pause * 2, 2e-3)
+        pause = min(pause * 2, 5e-4)

@@ -264,11 +264,23 @@ class ProcessTarget:
         except OSError as exc:
             if exc.errno == errno.ESRCH:
                 return  # the thread exited meanwhile
-            if exc.errno == errno.EPERM:
+            if exc.errno == errno.EPERM and not self._exiting(tid, threads):
                 raise _diagnose(self.pid) from None
+            if exc.errno == errno.EPERM:
+                return  # the thread is exiting: it runs no more user code
             raise
         threads[tid] = _Thread(tid)
         ptrace.interrupt(tid)
+
+    def _exiting(self, tid: int, threads: dict[int, _Thread]) -> bool:
+        """EPERM from PTRACE_SEIZE means "exiting" once other threads were seized fine."""
+        if not threads:
+            return False
+        try:
+            status = _read_proc(self.pid, f"task/{tid}/status")
+        except OSError:
+            return True  # gone already
+        return int(_status_field(status, "TracerPid") or 0) in (0, os.getpid())
 
     def _collect(self, thread: _Thread) -> None:
         stop = ptrace.wait_stop(thread.tid, self.stop_timeout)

@@ -4,8 +4,10 @@
  *   NTHREADS = 0: the main thread itself runs the hot loop (single-threaded);
  *   NTHREADS > 0: that many worker threads run it and the main thread answers.
  *   Workers sleep 200 us after every 4096 iterations, to share the machine;
- *   idle: each iteration sleeps 1 ms (for benchmarks with many threads);
- *   spin: one more thread loops in spin() forever.
+ *   idle: each iteration sleeps 10 ms (for benchmarks with many threads);
+ *   spin: one more thread loops in spin() forever;
+ *   churn: one more thread keeps creating short-lived threads that call
+ *          compute() and exit (threads appear while knockout attaches).
  *
  * Every worker calls compute(7), outer(7) and flagged() in a loop.  For each
  * line read on stdin the program waits until every worker has finished a
@@ -49,6 +51,29 @@ static void *spinner(void *arg)
 	return NULL;
 }
 
+static void *short_lived(void *arg)
+{
+	int *out = arg;
+	for (int i = 0; i < 100; i++)
+		*out = compute(7);
+	return NULL;
+}
+
+static void *churner(void *arg)
+{
+	(void)arg;
+	for (;;) {
+		pthread_t t[4];
+		int out[4];
+		for (int i = 0; i < 4; i++)
+			pthread_create(&t[i], NULL, short_lived, &out[i]);
+		for (int i = 0; i < 4; i++)
+			pthread_join(t[i], NULL);
+		usleep(100);
+	}
+	return NULL;
+}
+
 struct slot {
 	_Atomic unsigned gen;
 	_Atomic int c, o, f;
@@ -68,7 +93,7 @@ static void iterate(struct slot *s)
 	atomic_store(&s->f, f);
 	atomic_store(&s->gen, g);
 	if (idle)
-		usleep(1000);
+		usleep(10000);
 }
 
 /* Bursts of calls with short sleeps between them: the threads keep running
@@ -128,10 +153,14 @@ int main(int argc, char **argv)
 		pthread_t t;
 		pthread_create(&t, NULL, spinner, NULL);
 	}
+	if (argc > 2 && argv[2][0] == 'c') {
+		pthread_t t;
+		pthread_create(&t, NULL, churner, NULL);
+	}
 	slots = calloc(n ? n : 1, sizeof(*slots));
-	printf("ready\n");
-	fflush(stdout);
 	if (n == 0) {
+		printf("ready\n");
+		fflush(stdout);
 		single_threaded();
 		return 0;
 	}
@@ -139,6 +168,8 @@ int main(int argc, char **argv)
 		pthread_t t;
 		pthread_create(&t, NULL, worker, &slots[i]);
 	}
+	printf("ready\n");
+	fflush(stdout);
 	while (read_line()) {
 		unsigned g = atomic_fetch_add(&generation, 1) + 1;
 		for (int i = 0; i < n; i++)

@@ -113,6 +113,20 @@ def test_thousand_cycles_with_eight_threads_running_through_the_cut(
     assert journal.entries() == []
 
 
+def test_threads_created_while_attaching_are_stopped_too(start: Start, journal: Journal) -> None:
+    """A thread keeps creating short-lived threads: /proc/PID/task is rescanned until stable."""
+    prog = start(2, "churn")
+    target = ProcessTarget(prog.pid, journal=journal)
+    planned, expected = whole_body_cut(prog, target)
+    for _ in range(200):
+        applied = target.apply(planned)
+        assert set(prog.sample()) == {expected}
+        target.revert(applied)
+        assert set(prog.sample()) == {NORMAL}
+    assert prog.proc.poll() is None
+    assert_original_code(prog, target)
+
+
 def test_refuses_when_a_thread_cannot_leave_the_cut(start: Start, journal: Journal) -> None:
     """The target's own guard, behind the planner's.
 
