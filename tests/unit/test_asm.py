@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import sys
 
 import pytest
 
-from knockout import asm as asm_module
 from knockout.asm import asm, disasm
 from knockout.cli import main
 from knockout.errors import BadInput, NotFound
 
 pytest.importorskip("keystone", reason="keystone-engine has no wheel for this host")
+# the module, not the function knockout re-exports under the same name
+asm_module = importlib.import_module("knockout.asm")
 
 
 @pytest.mark.parametrize(
