@@ -53,9 +53,9 @@ class _Iovec(ctypes.Structure):
 _LAYOUT = {
     # r15 r14 r13 r12 rbp rbx r11 r10 r9 r8 rax rcx rdx rsi rdi orig_rax rip cs
     # eflags rsp ss fs_base gs_base ds es fs gs
-    "x86_64": {"words": 27, "pc": 16, "sp": 19, "ret": 10, "orig": 15},
+    "x86_64": {"words": 27, "pc": 16, "sp": 19, "ret": 10, "orig": 15, "link": -1},
     # x0..x30 sp pc pstate
-    "aarch64": {"words": 34, "pc": 32, "sp": 31, "ret": 0, "orig": -1},
+    "aarch64": {"words": 34, "pc": 32, "sp": 31, "ret": 0, "orig": -1, "link": 30},
 }
 
 
@@ -99,6 +99,8 @@ class Regs:
     ret: int
     #: x86_64 ``orig_rax``: the syscall number if stopped in one, else -1; aarch64: -1
     orig: int
+    #: aarch64 x30, the link register (a return address); x86_64: 0
+    link: int = 0
 
 
 def _signed(word: int) -> int:
@@ -112,8 +114,13 @@ def get_regs(tid: int, arch: Arch) -> Regs:
     iov = _Iovec(ctypes.cast(buf, ctypes.c_void_p), ctypes.sizeof(buf))
     _call(PTRACE_GETREGSET, tid, NT_PRSTATUS, ctypes.cast(ctypes.pointer(iov), ctypes.c_void_p))
     orig = _signed(buf[layout["orig"]]) if layout["orig"] >= 0 else -1
+    link = buf[layout["link"]] if layout["link"] >= 0 else 0
     return Regs(
-        pc=buf[layout["pc"]], sp=buf[layout["sp"]], ret=_signed(buf[layout["ret"]]), orig=orig
+        pc=buf[layout["pc"]],
+        sp=buf[layout["sp"]],
+        ret=_signed(buf[layout["ret"]]),
+        orig=orig,
+        link=link,
     )
 
 

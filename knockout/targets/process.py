@@ -25,12 +25,14 @@ import contextlib
 import errno
 import os
 import signal
+import struct
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from knockout import ptrace
 from knockout.arch import Arch, get_arch
+from knockout.asm import disasm
 from knockout.cuts import Cut, RawBytes, describe_intent
 from knockout.errors import BadInput, KnockoutError, NotFound, Refused, TargetGone, UnsafeCut
 from knockout.journal import Entry, Journal, self_identity, start_time
@@ -45,6 +47,9 @@ _RESTART_CODES = frozenset({-512, -513, -514, -516})
 _SYSCALL_LEN = {"x86_64": 2, "aarch64": 4}
 _ELF_MACHINES = {62: "x86_64", 183: "aarch64"}
 _BLOCKED = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
+_CALLS = frozenset({"call", "bl", "blr"})
+#: bytes of each thread's stack searched for return addresses into a cut
+STACK_SCAN = 64 * 1024
 
 
 def _read_proc(pid: int, name: str) -> str:
@@ -345,6 +350,45 @@ class ProcessTarget:
         regs = ptrace.get_regs(tid, self.arch)
         return any(start < pc < end for pc in self._resume_pcs(regs))
 
+    def _interior_returns(self, cut: Cut, code: bytes) -> set[int]:
+        """Return addresses strictly inside the cut: of calls ``code`` makes before its end."""
+        calls = (i for i in disasm(code, self.arch, vma=cut.address) if i.mnemonic in _CALLS)
+        return {i.end for i in calls if i.end < cut.end}
+
+    def _stack_words(self, fd: int, sp: int) -> list[int]:
+        """Up to :data:`STACK_SCAN` bytes of stack above ``sp`` (the read stops at a hole)."""
+        try:
+            data = os.pread(fd, STACK_SCAN, sp)
+        except OSError:
+            return []
+        usable = len(data) - len(data) % 8
+        return [w for (w,) in struct.iter_unpack("<Q", data[:usable])]
+
+    def _check_returns(self, threads: list[_Thread], cut: Cut, code: bytes) -> None:
+        """Refuse if a thread would return into the middle of the cut.
+
+        A call inside the replaced bytes (not their last instruction) leaves
+        its return address strictly inside them; a thread still in the callee
+        would come back to the middle of the new code.  Its stack (and
+        aarch64's link register) is scanned for such an address.
+        """
+        returns = self._interior_returns(cut, code)
+        if not returns:
+            return
+        fd = os.open(f"/proc/{self.pid}/mem", os.O_RDONLY)
+        try:
+            for thread in threads:
+                regs = ptrace.get_regs(thread.tid, self.arch)
+                words = {regs.link, *self._stack_words(fd, regs.sp)}
+                if words & returns:
+                    raise UnsafeCut(
+                        f"thread {thread.tid} of pid {self.pid} is in a call made from inside "
+                        f"{cut.location} and would return into the cut; nothing written, retry "
+                        "or cut fewer instructions"
+                    )
+        finally:
+            os.close(fd)
+
     def _step_out(self, thread: _Thread, cut: Cut) -> None:
         for _ in range(self.step_limit):
             try:
@@ -414,6 +458,7 @@ class ProcessTarget:
         with self._stopped() as threads:
             for thread in threads:
                 self._step_out(thread, cut)
+            self._check_returns([t for t in threads if t.stopped], cut, expect)
             self._swap(cut, expect, write)
 
     # -- the Target protocol ------------------------------------------------

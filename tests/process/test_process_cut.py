@@ -154,6 +154,25 @@ def test_refuses_when_a_thread_cannot_leave_the_cut(start: Start, journal: Journ
     assert prog.sample() == [NORMAL]
 
 
+def test_refuses_when_a_thread_would_return_into_the_cut(start: Start, journal: Journal) -> None:
+    """spinner() calls spin(), which never returns: a cut over that call and the next
+    instruction would put spin's return address in the middle of the new code."""
+    prog = start(1, "spin")
+    target = ProcessTarget(prog.pid, journal=journal)
+    call = offset_of(prog, "spinner", _is_call)
+    after = next(i for i in prog.insns("spinner") if i.address > call)
+    _, code = prog.function("spinner")
+    planned = plan_at(target, f"spinner+{call:#x}", RawBytes(code[call : after.end]))
+    with pytest.raises(UnsafeCut, match="would return into the cut; nothing written"):
+        target.apply(planned)
+    assert journal.entries() == []
+    assert target.read(planned.address, planned.size) == planned.old
+    # the call alone is fine: its return address is the cut's end
+    only_call = plan_at(target, f"spinner+{call:#x}", RawBytes(code[call : after.address]))
+    with knockout.cut(target, only_call):
+        assert prog.sample() == [NORMAL]
+
+
 def test_refusals_write_nothing(start: Start, journal: Journal) -> None:
     prog = start(2)
     target = ProcessTarget(prog.pid, journal=journal)
