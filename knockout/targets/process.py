@@ -167,6 +167,8 @@ class ProcessTarget:
         self.stop_timeout = stop_timeout
         #: single-steps taken so far to move threads out of cuts (for tests and benchmarks)
         self.steps_taken = 0
+        #: signals that arrived while threads were stopped and were delivered on detach
+        self.signals_redelivered = 0
         try:
             os.close(os.open(f"/proc/{pid}/mem", os.O_RDONLY))
         except PermissionError:
@@ -318,6 +320,7 @@ class ProcessTarget:
         if not thread.stopped and ptrace.wait_stop(thread.tid, self.stop_timeout) is None:
             return
         first, *rest = thread.signals or [0]
+        self.signals_redelivered += len(thread.signals)
         with contextlib.suppress(ProcessLookupError):
             ptrace.detach(thread.tid, first)
             for sig in rest:

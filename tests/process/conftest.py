@@ -79,6 +79,8 @@ class Program:
 
     proc: subprocess.Popen[str]
     binary: Path
+    #: SIGALRMs the program had handled at the last sample (mode "alarm")
+    alarms: int = 0
 
     @property
     def pid(self) -> int:
@@ -91,7 +93,10 @@ class Program:
         self.proc.stdin.flush()
         line = self.proc.stdout.readline()
         assert line, f"target exited with status {self.proc.wait()}"
-        return [tuple(int(v) for v in word.split(",")) for word in line.split()]
+        words = line.split()
+        extra = dict(w.split("=") for w in words if "=" in w)
+        self.alarms = int(extra.get("alarms", 0))
+        return [tuple(int(v) for v in w.split(",")) for w in words if "=" not in w]
 
     def function(self, name: str) -> tuple[int, bytes]:
         """Link-time address and bytes of function ``name`` in the ELF file."""

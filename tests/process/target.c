@@ -7,7 +7,9 @@
  *   idle: each iteration sleeps 10 ms (for benchmarks with many threads);
  *   spin: one more thread loops in spin() forever;
  *   churn: one more thread keeps creating short-lived threads that call
- *          compute() and exit (threads appear while knockout attaches).
+ *          compute() and exit (threads appear while knockout attaches);
+ *   alarm: SIGALRM every millisecond, counted by a handler; the count is
+ *          printed after the results ("... alarms=N").
  *
  * Every worker calls compute(7), outer(7) and flagged() in a loop.  For each
  * line read on stdin the program waits until every worker has finished a
@@ -16,6 +18,8 @@
  * Unmodified: "22,1049,1" for every worker.
  */
 #include <poll.h>
+#include <signal.h>
+#include <sys/time.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -81,6 +85,13 @@ struct slot {
 };
 
 static _Atomic unsigned generation;
+static volatile sig_atomic_t alarms, alarm_mode;
+
+static void on_alarm(int sig)
+{
+	(void)sig;
+	alarms++;
+}
 static struct slot *slots;
 static int idle;
 
@@ -113,6 +124,8 @@ static void report(int n)
 	for (int i = 0; i < n; i++)
 		printf("%s%d,%d,%d", i ? " " : "", atomic_load(&slots[i].c),
 		       atomic_load(&slots[i].o), atomic_load(&slots[i].f));
+	if (alarm_mode)
+		printf(" alarms=%d", (int)alarms);
 	printf("\n");
 	fflush(stdout);
 }
@@ -152,6 +165,13 @@ int main(int argc, char **argv)
 	if (argc > 2 && argv[2][0] == 's') {
 		pthread_t t;
 		pthread_create(&t, NULL, spinner, NULL);
+	}
+	if (argc > 2 && argv[2][0] == 'a') {
+		struct itimerval every_ms = { { 0, 1000 }, { 0, 1000 } };
+		struct sigaction sa = { .sa_handler = on_alarm, .sa_flags = SA_RESTART };
+		alarm_mode = 1;
+		sigaction(SIGALRM, &sa, NULL);
+		setitimer(ITIMER_REAL, &every_ms, NULL);
 	}
 	if (argc > 2 && argv[2][0] == 'c') {
 		pthread_t t;

@@ -127,6 +127,24 @@ def test_threads_created_while_attaching_are_stopped_too(start: Start, journal: 
     assert_original_code(prog, target)
 
 
+def test_signals_arriving_during_cuts_are_delivered(start: Start, journal: Journal) -> None:
+    """SIGALRM every millisecond: signal-delivery stops are re-delivered, none kills the program."""
+    prog = start(8, "alarm")
+    target = ProcessTarget(prog.pid, journal=journal)
+    planned, expected = whole_body_cut(prog, target)
+    prog.sample()
+    before = prog.alarms
+    for _ in range(200):
+        applied = target.apply(planned)
+        assert set(prog.sample()) == {expected}
+        target.revert(applied)
+        assert set(prog.sample()) == {NORMAL}
+    assert prog.proc.poll() is None
+    assert prog.alarms > before
+    assert target.signals_redelivered > 0, "no signal-delivery stop: the path went untested"
+    assert_original_code(prog, target)
+
+
 def test_refuses_when_a_thread_cannot_leave_the_cut(start: Start, journal: Journal) -> None:
     """The target's own guard, behind the planner's.
 
