@@ -28,6 +28,7 @@ import shutil
 import subprocess
 import tempfile
 import threading
+import time
 import weakref
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,6 +63,8 @@ CACHE_ROOT = Path(os.environ.get("KNOCKOUT_KMOD_CACHE", "/var/cache/knockout/kmo
 SOURCE_DIR = Path(__file__).resolve().parent.parent / "kmod"
 _SOURCES = ("knockout.c", "Kbuild")
 _CROSS = {"aarch64": ("arm64", "aarch64-linux-gnu-"), "x86_64": ("x86_64", "x86_64-linux-gnu-")}
+#: seconds apply() waits for a stub slot to come back from its RCU grace period
+_SLOT_WAIT = 5.0
 #: the mechanism the module reports, by architecture
 MECHANISM = {"x86_64": "text_poke_bp+stub", "aarch64": "aarch64_insn_patch_text"}
 
@@ -181,6 +184,12 @@ _ERRNO_CLASS: dict[int, type[KnockoutError]] = {
 }
 
 
+def _error(err: int, answer: str) -> KnockoutError:
+    """The module's refusal (errno and its one-line reason) as a knockout error."""
+    message = answer.removeprefix("error: ") or os.strerror(err)
+    return _ERRNO_CLASS.get(err, UnsafeCut)(f"kernel module: {message}")
+
+
 class Control:
     """One open descriptor on ``/proc/knockout``: a command in, its answer out."""
 
@@ -221,8 +230,7 @@ class Control:
         """Send one command; its answer, or the module's refusal as a knockout error."""
         err, answer = self.raw(command)
         if err:
-            message = answer.removeprefix("error: ") or os.strerror(err)
-            raise _ERRNO_CLASS.get(err, UnsafeCut)(f"kernel module: {message}")
+            raise _error(err, answer)
         return answer
 
     def listing(self) -> list[KernelCut]:
@@ -364,9 +372,16 @@ class KernelTarget:
         if cut.arch.name != self.arch.name:
             raise BadInput(f"the cut is for {cut.arch.name} but the kernel is {self.arch.name}")
         ttl_ms = max(1, round(self.ttl * 1000))
-        answer = self.control.command(
-            f"cut {cut.address:x} {cut.old.hex()} {cut.new.hex()} {ttl_ms}"
-        )
+        command = f"cut {cut.address:x} {cut.old.hex()} {cut.new.hex()} {ttl_ms}"
+        deadline = time.monotonic() + _SLOT_WAIT
+        while True:
+            err, answer = self.control.raw(command)
+            # EAGAIN: every stub slot is cooling down (waiting for RCU); soon free
+            if err != errno.EAGAIN or time.monotonic() > deadline:
+                break
+            time.sleep(0.005)
+        if err:
+            raise _error(err, answer)
         cut_id = int(answer.removeprefix("id="))
         applied = AppliedCut(
             cut=cut,

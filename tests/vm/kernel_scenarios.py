@@ -1,0 +1,372 @@
+"""Kernel-cut scenarios that run *inside* the guest, as root, on its real kernel.
+
+``python -m tests.vm.kernel_scenarios SCENARIO OUT.json [ARGS...]`` runs one
+scenario and writes what it observed to ``OUT.json`` (in the rwdir); the
+host-side tests (``tests/vm/test_kernel_cut.py``) judge it.  Nothing here is
+mocked: every cut goes through knockout's module into the guest's text.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import multiprocessing as mp
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from knockout.asm import disasm
+from knockout.cuts import Cut, Identity, Intent, RawBytes, Return, SetReg, Skip, SkipCall
+from knockout.plan import plan_at
+from knockout.targets import cut as applied_cut
+from knockout.targets.kernel import Control, KernelTarget
+
+GETPPID = "__x64_sys_getppid"
+UMASK = "__x64_sys_umask"
+NI_SYSCALL = "__x64_sys_ni_syscall"
+#: a syscall number in the gap of the x86_64 table: sys_ni_syscall serves it
+NI_NR = 335
+_libc = ctypes.CDLL(None, use_errno=True)
+Result = dict[str, Any]
+
+
+def _insns(t: KernelTarget, name: str) -> list[Any]:
+    sym = t.symbols().lookup(name)
+    return disasm(t.read_text(sym.address, sym.size), t.arch, sym.address)
+
+
+def _find(t: KernelTarget, name: str, pred: Callable[[Any], bool]) -> int:
+    for insn in _insns(t, name):
+        if pred(insn):
+            return int(insn.address)
+    raise SystemExit(f"no matching instruction in {name}: {[str(i) for i in _insns(t, name)]}")
+
+
+def _calls_to(t: KernelTarget, callee: str) -> Callable[[Any], bool]:
+    target = t.symbols().lookup(callee).address
+
+    def pred(insn: Any) -> bool:
+        return bool(insn.mnemonic == "call" and insn.op_str == f"{target:#x}")
+
+    return pred
+
+
+def _ni_syscall() -> int:
+    """What an unimplemented syscall returns: -ENOSYS (as -1 and errno), or a cut's value."""
+    ctypes.set_errno(0)
+    ret = int(_libc.syscall(NI_NR))
+    return -ctypes.get_errno() if ret == -1 else ret
+
+
+def _umask_probe() -> int:
+    """umask(0o077) then put 0o022 back; returns what the first call returned."""
+    old = os.umask(0o077)
+    os.umask(0o022)
+    return old
+
+
+def _one(t: KernelTarget, spec: str, intent: Intent, observe: Callable[[], int]) -> Result:
+    planned: Cut = plan_at(t, spec, intent)
+    text_before = t.read_text(planned.address, planned.size)
+    before = observe()
+    with applied_cut(t, planned) as applied:
+        during = observe()
+        site = t.read_text(planned.address, planned.size)
+        listed = [c.id for c in t.list_cuts()]
+    after = observe()
+    text_after = t.read_text(planned.address, planned.size)
+    return {
+        "location": planned.location,
+        "address": planned.address,
+        "old": planned.old.hex(),
+        "new": planned.new.hex(),
+        "before": before,
+        "during": during,
+        "after": after,
+        "site_during": site.hex(),
+        "text_before": text_before.hex(),
+        "text_after": text_after.hex(),
+        "listed": listed,
+        "id": applied.handle,
+        "mechanism": applied.mechanism,
+    }
+
+
+def scenario_intents(out: Result, args: list[str]) -> None:
+    """Every intent on a real syscall, observed from userspace, then reverted."""
+    os.umask(0o022)
+    with KernelTarget(ttl=30) as t:
+        ppid = os.getppid
+        task_pid = _find(t, GETPPID, _calls_to(t, "__task_pid_nr_ns"))
+        movsxd = _find(t, GETPPID, lambda i: i.mnemonic == "movsxd" and i.op_str == "rax, ebx")
+        xor_edx = _find(t, GETPPID, lambda i: i.mnemonic == "xor" and i.op_str == "edx, edx")
+        xchg = _find(t, UMASK, lambda i: i.mnemonic == "xchg")
+        out["real_ppid"] = os.getppid()
+        out["return"] = _one(t, GETPPID, Return(42), ppid)
+        out["skip_call"] = _one(t, f"{task_pid:#x}", SkipCall(55), ppid)
+        ni_mov = _find(t, NI_SYSCALL, lambda i: i.mnemonic == "mov" and i.op_str.startswith("rax,"))
+        out["set"] = _one(t, f"{ni_mov:#x}", SetReg("rax", 5), _ni_syscall)
+        # push 7; pop rax
+        out["raw"] = _one(t, f"{movsxd:#x}", RawBytes(bytes.fromhex("6a0758")), ppid)
+        out["identity"] = _one(t, f"{xor_edx:#x}", Identity(), ppid)
+        out["skip"] = _one(t, f"{xchg:#x}", Skip(), _umask_probe)
+
+
+def _spin(stop: Any, counts: Any, expected: tuple[int, ...]) -> None:
+    good = bad = cut = 0
+    while not stop.is_set():
+        for _ in range(200):
+            v = os.getppid()
+            if v == expected[1]:
+                cut += 1
+            elif v != expected[0]:
+                bad += 1
+            good += 1
+    counts.put((good, cut, bad))
+
+
+def scenario_stress(out: Result, args: list[str]) -> None:
+    """N cut/revert cycles while two processes call the cut function in a loop."""
+    cycles = int(args[0]) if args else 10000
+    budget = float(args[1]) if len(args) > 1 else 240.0
+    with KernelTarget(ttl=30) as t:
+        planned = plan_at(t, GETPPID, Return(42))
+        text_before = t.read_text(planned.address, planned.size)
+        ctx = mp.get_context("fork")
+        stop, counts = ctx.Event(), ctx.Queue()
+        workers = [
+            ctx.Process(target=_spin, args=(stop, counts, (os.getpid(), 42))) for _ in range(2)
+        ]
+        for w in workers:
+            w.start()
+        time.sleep(0.5)
+        started = time.monotonic()
+        done = 0
+        latencies = []
+        while done < cycles and time.monotonic() - started < budget:
+            t0 = time.perf_counter()
+            applied = t.apply(planned)
+            t.revert(applied)
+            latencies.append(time.perf_counter() - t0)
+            done += 1
+        elapsed = time.monotonic() - started
+        stop.set()
+        results = [counts.get(timeout=60) for _ in workers]
+        for w in workers:
+            w.join(timeout=60)
+        latencies.sort()
+        out.update(
+            cycles=done,
+            requested=cycles,
+            seconds=elapsed,
+            rate=done / elapsed,
+            median_ms=latencies[len(latencies) // 2] * 1e3,
+            worker_calls=[r[0] for r in results],
+            worker_saw_cut=[r[1] for r in results],
+            worker_bad=[r[2] for r in results],
+            identical=t.read_text(planned.address, planned.size) == text_before,
+            remaining=[c.id for c in t.list_cuts()],
+        )
+
+
+def scenario_sigkill(out: Result, args: list[str]) -> None:
+    """SIGKILL a knockout holding a cut: the module's TTL puts the text back."""
+    ttl = float(args[0]) if args else 1.0
+    with KernelTarget(ttl=30) as t:
+        planned = plan_at(t, GETPPID, Return(42))
+        original = t.read_text(planned.address, planned.size)
+    real = os.getppid()
+    cmd = [sys.executable, "-m", "knockout", "cut", GETPPID, "--kernel", "--return", "42"]
+    cmd += ["--ttl", str(ttl), "--for", "600"]
+    child = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 120
+    while os.getppid() != 42:
+        if child.poll() is not None or time.monotonic() > deadline:
+            out["error"] = "the cut never appeared: " + child.stdout.read().decode()  # type: ignore[union-attr]
+            child.kill()
+            return
+        time.sleep(0.01)
+    time.sleep(3 * ttl)  # the heartbeat must keep it alive past its TTL
+    out["alive_after_3_ttl"] = os.getppid() == 42
+    killed = time.monotonic()
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+    while os.getppid() == 42 and time.monotonic() - killed < 30:
+        time.sleep(0.005)
+    restored = time.monotonic() - killed
+    with Control() as control:
+        now = bytes.fromhex(control.command(f"read {planned.address:x} {planned.size}"))
+        listed = control.listing()
+    out.update(
+        ttl=ttl,
+        restored_after=restored,
+        identical=now == original,
+        getppid_after=os.getppid(),
+        real=real,
+        remaining=[c.id for c in listed],
+    )
+
+
+def _kallsyms() -> dict[str, tuple[int, str]]:
+    syms: dict[str, tuple[int, str]] = {}
+    with open("/proc/kallsyms") as f:
+        for line in f:
+            a, kind, name = line.split()[:3]
+            syms.setdefault(name, (int(a, 16), kind))
+    return syms
+
+
+def scenario_hostile(out: Result, args: list[str]) -> None:
+    """Malformed and hostile commands: every one refused, no byte written."""
+    count = int(args[0]) if args else 10000
+    rng = random.Random(4)
+    syms = _kallsyms()
+    with KernelTarget(ttl=30) as t:
+        planned = plan_at(t, GETPPID, Return(42))
+        insns = _insns(t, GETPPID)
+        fn = t.symbols().lookup(GETPPID)
+        watch = {
+            name: (syms[name][0], 64)
+            for name in (GETPPID, UMASK, "exc_int3", "poke_int3_handler", "text_poke_bp")
+            if name in syms
+        }
+        ko_text = syms.get("knockout_stub_area", (0, ""))[0]
+        before = {n: t.read_text(a, s).hex() for n, (a, s) in watch.items()}
+        A, old, new = planned.address, planned.old.hex(), planned.new.hex()
+        mid = next(i.address + 1 for i in insns if i.address > A and i.size > 1)
+        data_addr = syms["jiffies_64"][0] if "jiffies_64" in syms else syms["init_task"][0]
+
+        def h(n: int) -> str:
+            return "".join(rng.choice("0123456789abcdef") for _ in range(n))
+
+        makers: list[Callable[[], bytes | str]] = [
+            lambda: f"cut {A:x} {old[:-1]} {new[:-1]} 100",  # odd hex
+            lambda: f"cut {A:x} {old} {new[:-2]} 100",  # lengths differ
+            lambda: f"cut {A:x} {old[:-2]}zz {new} 100",  # bad hex
+            lambda: f"cut {A:x} {h(len(old))} {new} 100",  # wrong old bytes
+            lambda: f"cut {mid:x} {h(10)} {h(10)} 100",  # mid-instruction
+            lambda: f"cut {A + 1:x} {old} {new} 100",  # shifted by one
+            lambda: f"cut {data_addr:x} {h(10)} {h(10)} 100",  # data, not text
+            lambda: f"cut {rng.randrange(1 << 47):x} {h(10)} {h(10)} 100",  # user space
+            lambda: f"cut {rng.getrandbits(64):x} {h(10)} {h(10)} 100",  # anywhere
+            lambda: f"cut {A:x} {old * 4} {new * 4} 100",  # too long
+            lambda: f"cut {A:x} {old} {new} 0",  # ttl 0
+            lambda: f"cut {A:x} {old} {new} 99999999999",  # ttl huge
+            lambda: f"cut {A:x} {old} {new} -5",  # ttl negative
+            lambda: f"cut {A:x}  {old} {new} 100",  # double space
+            lambda: f"cut {A:x} {old} {new} 100 extra",  # extra field
+            lambda: f"cut {fn.address:x} {t.read_text(fn.address, 5).hex()} 9090909090 100",
+            lambda: f"cut {ko_text:x} {'cc' * 5} {'90' * 5} 100",  # own text
+            lambda: f"cut {watch.get('exc_int3', (A, 0))[0]:x} {h(10)} {h(10)} 100",
+            lambda: f"read {A:x} {rng.randrange(4097, 1 << 31)}",  # huge length
+            lambda: f"read {A:x} 0",
+            lambda: f"read {data_addr:x} 16",
+            lambda: f"read {rng.randrange(1 << 47):x} 16",
+            lambda: f"read ffffffffffffffff {rng.randrange(2, 4096)}",  # wraps
+            lambda: f"renew {rng.randrange(1 << 32)} 100",
+            lambda: f"renew 1 {rng.choice(['0', '-1', 'x', '', '99999999999'])}",
+            lambda: f"revert {rng.randrange(1 << 32)}",
+            lambda: f"revert {rng.choice(['-1', 'al', 'ALL', '1 2', '', '0x1'])}",
+            lambda: rng.choice(["", " ", "\n", "list extra", "cut", "read", "revert", "renew"]),
+            lambda: bytes(rng.getrandbits(8) for _ in range(rng.randrange(1, 300))),
+            lambda: "x" * rng.randrange(300, 5000),
+            lambda: f"cut {A:x} {old} {new} 100\0junk",
+        ]
+        refused = accepted = 0
+        accepted_examples: list[str] = []
+        errnos: dict[str, int] = {}
+        with Control() as control:
+            for i in range(count):
+                command = makers[i % len(makers)]()
+                try:
+                    err, answer = control.raw(command)
+                except OSError as exc:
+                    err, answer = exc.errno or -1, str(exc)
+                if err:
+                    refused += 1
+                    errnos[str(err)] = errnos.get(str(err), 0) + 1
+                else:
+                    accepted += 1
+                    if len(accepted_examples) < 5:
+                        accepted_examples.append(repr(command)[:120] + " -> " + answer)
+            # races: revert and renew of one cut from four threads at once
+            race_ok = race_refused = 0
+            revert_wins: list[int] = []  # per round: successful "revert ID", must be <= 1
+            lock = threading.Lock()
+            for _ in range(50):
+                wins = [0]
+                applied = t.apply(planned)
+                barrier = threading.Barrier(4)
+
+                def hit(cmd: str, barrier: threading.Barrier, wins: list[int]) -> None:
+                    nonlocal race_ok, race_refused
+                    with Control() as c:
+                        barrier.wait()
+                        for _ in range(5):
+                            e, _ = c.raw(cmd)
+                            with lock:
+                                if e:
+                                    race_refused += 1
+                                else:
+                                    race_ok += 1
+                                    wins[0] += cmd.startswith("revert ") and cmd != "revert all"
+
+                cid = applied.handle
+                threads = [
+                    threading.Thread(target=hit, args=(f"revert {cid}", barrier, wins)),
+                    threading.Thread(target=hit, args=(f"revert {cid}", barrier, wins)),
+                    threading.Thread(target=hit, args=(f"renew {cid} 100", barrier, wins)),
+                    threading.Thread(target=hit, args=("revert all", barrier, wins)),
+                ]
+                for th in threads:
+                    th.start()
+                for th in threads:
+                    th.join()
+                revert_wins.append(wins[0])
+                with t._held_lock:  # the races reverted it behind the target's back
+                    t._held.pop(cid, None)
+            listed = control.listing()
+        after = {n: t.read_text(a, s).hex() for n, (a, s) in watch.items()}
+        out.update(
+            count=count,
+            refused=refused,
+            accepted=accepted,
+            accepted_examples=accepted_examples,
+            errnos=errnos,
+            unchanged=before == after,
+            changed=[n for n in before if before[n] != after[n]],
+            remaining=[c.id for c in listed],
+            race_ok=race_ok,
+            race_refused=race_refused,
+            revert_wins=revert_wins,
+        )
+
+
+SCENARIOS = {
+    "intents": scenario_intents,
+    "stress": scenario_stress,
+    "sigkill": scenario_sigkill,
+    "hostile": scenario_hostile,
+}
+
+
+def main(argv: list[str]) -> int:
+    name, path, *rest = argv
+    out: Result = {"scenario": name}
+    try:
+        SCENARIOS[name](out, rest)
+    finally:
+        with open(path, "w") as f:
+            json.dump(out, f, indent=1, default=str)
+    return 0
+
+
+if __name__ == "__main__":
+    ctypes.CDLL(None)  # the guest's libc is there: fail early if not
+    sys.exit(main(sys.argv[1:]))

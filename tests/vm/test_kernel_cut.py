@@ -1,0 +1,148 @@
+"""Live cuts in the guest's real kernel through knockout's module.
+
+The module is built on the host (the guest's root is read-only) into the
+kmod cache, which the guest sees at the same path; each scenario runs inside
+the one shared guest (``tests/vm/kernel_scenarios.py``) and returns what it
+observed as JSON through the rwdir.  The expected values come from the
+running kernel: the real parent pid, the original text bytes read back
+through the module.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from knockout.targets.kernel import build_module
+from knockout.vm import default_kernel, kernel_release
+from tests.vm.conftest import Guest
+
+REPO = Path(__file__).resolve().parents[2]
+PY = REPO / ".venv" / "bin" / "python"
+#: cycles for the stress test; the guest is TCG, so the budget caps it
+STRESS_CYCLES = int(os.environ.get("KNOCKOUT_STRESS_CYCLES", "10000"))
+STRESS_BUDGET = float(os.environ.get("KNOCKOUT_STRESS_BUDGET", "240"))
+
+
+@pytest.fixture(scope="module")
+def ko() -> Path:
+    """knockout.ko for the guest's kernel, built on the host."""
+    return build_module(kernel_release(default_kernel()))
+
+
+@pytest.fixture(scope="module")
+def loaded(guest: Guest, ko: Path) -> Guest:
+    """The guest with the module loaded (it stays loaded for the module's tests)."""
+    guest.run(f"lsmod | grep -q '^knockout ' || insmod {ko}")
+    guest.assert_dmesg_clean()
+    return guest
+
+
+def _scenario(guest: Guest, name: str, *args: object, timeout: float = 600) -> dict[str, Any]:
+    out = guest.rwdir / f"{name}.json"
+    out.unlink(missing_ok=True)
+    argv = " ".join(str(a) for a in args)
+    result = guest.run(
+        f"cd {REPO} && {PY} -m tests.vm.kernel_scenarios {name} {out} {argv}",
+        timeout=timeout,
+        check=False,
+    )
+    assert out.exists(), f"scenario {name} wrote nothing:\n{result.output}"
+    data: dict[str, Any] = json.loads(out.read_text())
+    assert result.returncode == 0, f"scenario {name} failed:\n{result.output}\n{data}"
+    return data
+
+
+def test_module_builds_without_warnings(ko: Path) -> None:
+    assert ko.exists() and ko.stat().st_size > 0
+
+
+def test_each_intent_changes_a_syscall_and_reverts_exactly(loaded: Guest) -> None:
+    r = _scenario(loaded, "intents")
+    real = r["real_ppid"]
+    expected = {"return": 42, "skip_call": 55, "raw": 7, "identity": real}
+    for name, during in expected.items():
+        cut = r[name]
+        assert cut["before"] == real, (name, cut)
+        assert cut["during"] == during, (name, cut)
+        assert cut["after"] == real, (name, cut)
+    # an unimplemented syscall number: -ENOSYS, then 5 with 'mov rax, -ENOSYS' cut
+    enosys = -errno.ENOSYS
+    assert (r["set"]["before"], r["set"]["during"], r["set"]["after"]) == (enosys, 5, enosys)
+    # umask: with the xchg skipped the new mask is never stored, and the
+    # syscall hands back its argument instead of the old mask
+    skip = r["skip"]
+    assert (skip["before"], skip["during"], skip["after"]) == (0o022, 0o077, 0o022), skip
+    for name, cut in r.items():
+        if not isinstance(cut, dict):
+            continue
+        assert cut["text_before"] == cut["old"], (name, cut)
+        assert cut["text_after"] == cut["text_before"], (name, cut)
+        # what the module wrote: a 5-byte jmp to its stub, the rest untouched
+        assert cut["site_during"][:2] == "e9", (name, cut)
+        assert cut["site_during"][10:] == cut["old"][10:], (name, cut)
+        assert cut["listed"] == [cut["id"]], (name, cut)
+        assert cut["mechanism"] == "text_poke_bp+stub"
+    dmesg = "\n".join(loaded.dmesg())
+    for name in [*expected, "set", "skip"]:
+        assert re.search(rf"knockout: revert {r[name]['id']} at ", dmesg), name
+    loaded.assert_dmesg_clean()
+
+
+def test_cut_revert_cycles_while_two_cpus_run_the_function(loaded: Guest) -> None:
+    r = _scenario(loaded, "stress", STRESS_CYCLES, STRESS_BUDGET, timeout=STRESS_BUDGET + 300)
+    print(
+        f"\nstress: {r['cycles']} cycles in {r['seconds']:.1f} s ({r['rate']:.0f}/s, "
+        f"median {r['median_ms']:.2f} ms), workers {r['worker_calls']} calls, "
+        f"saw the cut {r['worker_saw_cut']}"
+    )
+    assert r["identical"], r
+    assert r["remaining"] == [], r
+    assert r["worker_bad"] == [0, 0], r
+    assert all(n > 0 for n in r["worker_saw_cut"]), r  # the cut really ran on both
+    assert r["cycles"] >= min(STRESS_CYCLES, 1000), r
+    loaded.assert_dmesg_clean()
+
+
+def test_sigkill_with_a_cut_active_restores_the_text_within_ttl(loaded: Guest) -> None:
+    r = _scenario(loaded, "sigkill", 1.0)
+    assert "error" not in r, r
+    assert r["alive_after_3_ttl"], r  # the heartbeat renewed it while knockout lived
+    assert r["restored_after"] <= r["ttl"] + 1.0, r
+    assert r["identical"], r
+    assert r["getppid_after"] == r["real"], r
+    assert r["remaining"] == [], r
+    loaded.assert_dmesg_clean()
+
+
+def test_hostile_commands_are_all_refused_and_write_nothing(loaded: Guest) -> None:
+    r = _scenario(loaded, "hostile", 10000)
+    assert r["refused"] == r["count"] == 10000, r["accepted_examples"]
+    assert r["accepted"] == 0, r["accepted_examples"]
+    assert r["unchanged"], r["changed"]
+    assert r["remaining"] == [], r
+    assert all(w <= 1 for w in r["revert_wins"]), r["revert_wins"]
+    loaded.assert_dmesg_clean()
+
+
+def test_unload_reverts_and_reload_works(loaded: Guest, ko: Path) -> None:
+    out = loaded.rwdir / "unload.txt"
+    script = (
+        f'cd {REPO} && {PY} -c "from knockout.targets.kernel import *; '
+        "from knockout.plan import plan_at; from knockout.cuts import Return; "
+        "t = KernelTarget(ttl=60); c = plan_at(t, '__x64_sys_getppid', Return(42)); "
+        "t.apply(c); import os; print(os.getppid(), file=open('" + str(out) + "', 'w')); "
+        't._held.clear()" && rmmod knockout && '
+        f"{PY} -c 'import os; print(os.getppid())' >> {out} && insmod {ko}"
+    )
+    loaded.run(script)
+    during, after = out.read_text().split()
+    assert during == "42" and after != "42"
+    assert "knockout: revert" in "\n".join(loaded.dmesg()[-5:])
+    loaded.assert_dmesg_clean()
