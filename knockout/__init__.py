@@ -29,6 +29,7 @@ from knockout.symbols import (
     process_symbols,
 )
 from knockout.targets import AppliedCut, Target, cut
+from knockout.targets.process import ProcessTarget
 
 __all__ = [
     "AppliedCut",
@@ -42,6 +43,7 @@ __all__ = [
     "KnockoutError",
     "Location",
     "NotFound",
+    "ProcessTarget",
     "RawBytes",
     "Refused",
     "Return",
