@@ -82,3 +82,11 @@ def test_cli_asm_bad_input_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
     assert err.startswith("knockout: line 1: 'frob'") and err.count("\n") == 1
     assert main(["asm", "--arch", "x86_64", "nop", "--vma", "zz"]) == 2
     assert "is not an integer" in capsys.readouterr().err
+
+
+def test_labels_do_not_hide_the_bad_line() -> None:
+    with pytest.raises(BadInput, match=r"^line 2: 'bogus': "):
+        asm("jmp end\nbogus\nend: ret", "x86_64")
+    with pytest.raises(BadInput, match=r"^cannot assemble 'b nowhere': .*check labels"):
+        asm("b nowhere", "arm64")
+    assert disasm(asm("b end // skip one\nnop\nend: ret", "arm64"), "arm64")[0].text == "b #8"

@@ -19,7 +19,7 @@ import pytest
 from hypothesis import Phase, given, settings
 from hypothesis import strategies as st
 
-from knockout.arch import aarch64, x86_64
+from knockout.arch import aarch64, get_arch, x86_64
 from knockout.asm import Encoded, asm, disasm
 from knockout.errors import BadInput
 
@@ -35,7 +35,7 @@ MASK64 = (1 << 64) - 1
 # no shrinking: each example is a batch of cases run through llvm-mc, and the
 # assertion messages already name the failing instruction
 SWEEP = settings(
-    max_examples=12, deadline=None, phases=[Phase.explicit, Phase.reuse, Phase.generate]
+    max_examples=8, deadline=None, phases=[Phase.explicit, Phase.reuse, Phase.generate]
 )
 
 
@@ -321,3 +321,17 @@ def test_a64_set_single_refuses_wide_values() -> None:
     with pytest.raises(BadInput, match=r"0x123456789 needs 3 instructions in x5"):
         aarch64.mov_imm("x5", 0x123456789, single=True)
     assert len(aarch64.mov_imm("x5", 0x123456789)) == 3
+
+
+@pytest.mark.parametrize("isa", [x86_64, aarch64])
+def test_encoders_accept_exactly_the_arch_tables_registers(isa: object) -> None:
+    arch = get_arch("x86_64" if isa is x86_64 else "aarch64")
+    candidates = set(arch.registers) | {"sp", "xzr", "wzr", "x31", "rip", "ax", "al", "r16", "lr"}
+    accepted = set()
+    for reg in candidates:
+        try:
+            isa.parse_reg(reg)  # type: ignore[attr-defined]
+        except BadInput:
+            continue
+        accepted.add(reg)
+    assert accepted == set(arch.registers)

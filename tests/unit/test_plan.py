@@ -8,6 +8,7 @@ BTI (skipped without ``aarch64-linux-gnu-gcc``).
 
 from __future__ import annotations
 
+import functools
 import re
 import shutil
 import subprocess
@@ -18,6 +19,8 @@ import capstone
 import pytest
 from elftools.elf.elffile import ELFFile
 from elftools.elf.sections import SymbolTableSection
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from knockout.arch import aarch64, get_arch, x86_64
 from knockout.asm import Insn, disasm
@@ -63,6 +66,7 @@ class Elf:
     arch: str
     symbols: dict[str, tuple[int, int]]
     sections: list[tuple[int, bytes]]
+    path: Path = Path()
 
     def code(self, name: str) -> tuple[bytes, int]:
         address, size = self.symbols[name]
@@ -87,6 +91,14 @@ def build(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
     return _build(request.param, tmp_path_factory)
 
 
+@pytest.fixture(scope="module", params=list(BUILDS))
+def build_path(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Elf, Path]:
+    e = _build(request.param, tmp_path_factory)
+    return e, e.path
+
+
 def _build(name: str, tmp_path_factory: pytest.TempPathFactory) -> Elf:
     compiler, flags = BUILDS[name]
     if shutil.which(compiler) is None:
@@ -96,7 +108,9 @@ def _build(name: str, tmp_path_factory: pytest.TempPathFactory) -> Elf:
     source.write_text((THUNK if name == "kernel" else "") + SOURCE)
     out = directory / "f.elf"
     subprocess.run([compiler, *flags, "-o", str(out), str(source)], check=True)
-    return _read_elf(out)
+    e = _read_elf(out)
+    e.path = out
+    return e
 
 
 def _read_elf(path: Path) -> Elf:
@@ -543,3 +557,52 @@ def test_stub_never_holds_a_call(kernel: Elf) -> None:
         kernel.plan("caller", call.address, Identity(), STUB)
     cut = kernel.plan("caller", call.address, SkipCall(), STUB)  # the call is gone: fine
     assert not any(i.mnemonic == "call" for i in disasm(cut.new, "x86_64"))
+
+
+OBJDUMP = {"x86_64": "objdump", "aarch64": "aarch64-linux-gnu-objdump"}
+
+
+def objdump_boundaries(e: Elf, path: Path, name: str) -> set[int]:
+    """Instruction starts of ``name`` as binutils decodes them (independent of capstone)."""
+    tool = shutil.which(OBJDUMP[e.arch])
+    if tool is None:
+        pytest.skip(f"{OBJDUMP[e.arch]} not installed")
+    address, size = e.symbols[name]
+    return _objdump(tool, path, address, size)
+
+
+@functools.cache
+def _objdump(tool: str, path: Path, address: int, size: int) -> set[int]:
+    span = [f"--start-address={address:#x}", f"--stop-address={address + size:#x}"]
+    out = subprocess.run(
+        [tool, "-d", "--no-show-raw-insn", *span, str(path)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return {int(m.group(1), 16) for m in re.finditer(r"^\s+([0-9a-f]+):\t", out, re.M)}
+
+
+@settings(max_examples=40, deadline=None)
+@given(data=st.data())
+def test_random_offsets_against_objdump(build_path: tuple[Elf, Path], data: st.DataObject) -> None:
+    """Any offset: a boundary objdump agrees on plans; any other names the enclosing one."""
+    e, path = build_path
+    name = data.draw(st.sampled_from(["work", "caller", "bump", "big", "pick"]))
+    code, start = e.code(name)
+    boundaries = objdump_boundaries(e, path, name)
+    offset = data.draw(st.integers(0, len(code) - 1))
+    address = start + offset
+    try:
+        cut = e.plan(name, address, Skip())
+    except UnsafeCut as exc:
+        assert address in boundaries and "which the entry needs" in str(exc)
+        return
+    except BadInput as exc:
+        assert address not in boundaries
+        before = max(b for b in boundaries if b < address)
+        after = min([b for b in boundaries if b > address] + [start + len(code)])
+        assert str(exc).endswith(f"use {where(name, start, before)} or {where(name, start, after)}")
+        return
+    assert address in boundaries and cut.address == address
+    assert cut.end in boundaries | {start + len(code)}
