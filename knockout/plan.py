@@ -231,9 +231,10 @@ def _raw_region(fn: _Function, first: int, data: bytes) -> _Region:
     count = _cover(fn, first, len(data), f"{len(data)} raw bytes")
     last = fn.insns[first + count - 1]
     if last.end != end:
+        sizes = [n for n in (last.address - start, last.end - start) if n]
         raise BadInput(
             f"{len(data)} bytes from {fn.where(start)} end inside the {last.size}-byte instruction "
-            f"at {fn.where(last.address)}; give {last.address - start} or {last.end - start} bytes"
+            f"at {fn.where(last.address)}; give {' or '.join(map(str, sizes))} bytes"
         )
     return _Region(first, count, data, count)
 
@@ -315,7 +316,7 @@ def _check_stub(fn: _Function, address: int, new: bytes) -> None:
             )
 
 
-def _check_safe(fn: _Function, region: _Region, prefix: int, intent: Intent) -> None:
+def _check_safe(fn: _Function, region: _Region, prefix: int) -> None:
     """Refuse cuts over the entry prefix, over a breakpoint, or with a branch into the middle."""
     covered = fn.insns[region.first : region.first + region.count]
     start, end = covered[0].address, covered[-1].end
@@ -373,7 +374,7 @@ def plan_cut(
     if stub:
         _widen_for_stub(fn, region, intent)
     prefix, _pac = _entry_prefix(fn, style)
-    _check_safe(fn, region, prefix, intent)
+    _check_safe(fn, region, prefix)
     covered = fn.insns[region.first : region.first + region.count]
     replaced = covered[: region.replaced]
     displaced = covered[region.replaced :]

@@ -606,3 +606,16 @@ def test_random_offsets_against_objdump(build_path: tuple[Elf, Path], data: st.D
         return
     assert address in boundaries and cut.address == address
     assert cut.end in boundaries | {start + len(code)}
+
+
+def test_raw_bytes_shorter_than_the_first_instruction(kernel: Elf) -> None:
+    _, start = kernel.code("big")
+    movabs = next(i for i in kernel.insns("big") if i.size == 10)
+    at = wx("big", start, movabs.address)
+    with pytest.raises(BadInput, match=rf"^3 bytes from {at} end inside .*; give 10 bytes$"):
+        kernel.plan("big", movabs.address, RawBytes(b"\x90" * 3))
+    with pytest.raises(BadInput, match="--bytes needs at least one byte"):
+        kernel.plan("big", movabs.address, RawBytes(b""))
+    code, _ = kernel.code("big")
+    with pytest.raises(BadInput, match=r"run past the end of big"):
+        kernel.plan("big", movabs.address, RawBytes(b"\x90" * len(code)))
