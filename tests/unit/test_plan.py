@@ -9,6 +9,7 @@ BTI (skipped without ``aarch64-linux-gnu-gcc``).
 from __future__ import annotations
 
 import functools
+import platform
 import re
 import shutil
 import subprocess
@@ -52,10 +53,13 @@ COMMON = ["-O2", "-nostdlib", "-w"]
 KERNEL_FLAGS = "-fcf-protection=full -pg -mfentry -mnop-mcount -mfunction-return=thunk-extern"
 STATIC = "-fno-pic -no-pie -static -Wl,-e,work"
 ARM64_FLAGS = "-fomit-frame-pointer -mbranch-protection=standard -fPIC -shared -fvisibility=hidden"
+HOST = platform.machine()
+X86_GCC = "gcc" if HOST == "x86_64" else "x86_64-linux-gnu-gcc"
+ARM64_GCC = "gcc" if HOST == "aarch64" else "aarch64-linux-gnu-gcc"
 BUILDS = {
-    "kernel": ("gcc", [*COMMON, *KERNEL_FLAGS.split(), *STATIC.split()]),
-    "plain": ("gcc", [*COMMON, "-fomit-frame-pointer", "-fcf-protection=none", *STATIC.split()]),
-    "arm64": ("aarch64-linux-gnu-gcc", [*COMMON, *ARM64_FLAGS.split()]),
+    "kernel": (X86_GCC, [*COMMON, *KERNEL_FLAGS.split(), *STATIC.split()]),
+    "plain": (X86_GCC, [*COMMON, "-fomit-frame-pointer", "-fcf-protection=none", *STATIC.split()]),
+    "arm64": (ARM64_GCC, [*COMMON, *ARM64_FLAGS.split()]),
 }
 
 
@@ -619,3 +623,45 @@ def test_raw_bytes_shorter_than_the_first_instruction(kernel: Elf) -> None:
     code, _ = kernel.code("big")
     with pytest.raises(BadInput, match=r"run past the end of big"):
         kernel.plan("big", movabs.address, RawBytes(b"\x90" * len(code)))
+
+
+def test_plan_at_with_the_real_symbol_table(kernel: Elf) -> None:
+    from knockout.symbols import elf_symbols
+
+    target = FakeTarget(kernel, True, None)
+    table = elf_symbols(str(kernel.path))
+    target.symbols = lambda: table  # type: ignore[method-assign,assignment,return-value]
+    call = next(i for i in kernel.insns("caller") if i.mnemonic == "call")
+    _, start = kernel.code("caller")
+    cut = plan_at(target, f"caller+{call.address - start}", SkipCall(0))
+    assert cut.address == call.address and cut.location == f"caller+{call.address - start:#x}"
+    assert plan_at(target, "caller", Return(0)).location == "caller+0x9"
+    with pytest.raises(BadInput, match="is inside the 5-byte instruction"):
+        plan_at(target, f"caller+{call.address - start + 1:#x}", Skip())
+
+
+def test_the_seed_cuts_on_a_shrink_slab_shaped_function() -> None:
+    """The incident's aarch64 words, at its offsets (+296, +336), on assembled code."""
+    pytest.importorskip("keystone", reason="keystone-engine has no wheel for this host")
+    from knockout.asm import asm
+
+    body = ["stp x29, x30, [sp, #-96]!", "mov x29, sp"] + ["add x1, x1, #1"] * 72
+    body += ["ldr w0, [x21, #124]"] + ["add x1, x1, #1"] * 9  # +296
+    body += ["ldr x28, [x0, #840]", "mov x0, x28", "ldp x29, x30, [sp], #96", "ret"]  # +336
+    code = asm("\n".join(body), "arm64", vma=0xFFFF800010000000)
+    base = 0xFFFF800010000000
+
+    def plan(offset: int, intent: Intent) -> Cut:
+        return plan_cut(
+            "arm64", code, base, base + offset, intent, target="t", location="shrink_slab"
+        )
+
+    assert disasm(code[296:300], "arm64")[0].text == "ldr w0, [x21, #0x7c]"
+    cut = plan(0, Return(0))
+    assert cut.new == bytes.fromhex("000080d2c0035fd6") and cut.instructions == 2
+    cut = plan(336, SetReg("x28", 0))
+    assert cut.new == (0xD280001C).to_bytes(4, "little") and cut.location == "shrink_slab+0x150"
+    cut = plan(296, SetReg("w0", 0))
+    assert cut.new == (0x52800000).to_bytes(4, "little") and cut.location == "shrink_slab+0x128"
+    with pytest.raises(BadInput, match=r"shrink_slab\+0x152 is inside the 4-byte instruction"):
+        plan(338, SetReg("x28", 0))
