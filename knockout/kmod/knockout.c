@@ -13,6 +13,7 @@
  *   revert ID
  *   revert all
  *   list
+ *   kprobe ADDR pass|ret=HEX TTL_MS -> "id=N" (the kprobe way, to compare)
  *
  * ADDR is hex (optional 0x), LEN/ID/TTL_MS decimal, OLDHEX/NEWHEX an even
  * number of hex digits of equal length.  Anything else is -EINVAL and
@@ -258,6 +259,10 @@ struct ko_cut {
 	struct module *owner;	/* module whose text is cut, NULL for vmlinux */
 	unsigned long deadline;	/* jiffies */
 	bool stuck;		/* bytes changed under it: never touched again */
+	/* a kprobe "cut" (for comparison, and where text cannot be cut) */
+	struct kprobe *kp;
+	bool kp_return;		/* return kp_value at the probe, else only pass */
+	unsigned long kp_value;
 };
 
 static DEFINE_MUTEX(ko_lock);	/* cuts, slots, ids; taken before text_mutex */
@@ -367,23 +372,6 @@ static int ko_check_reserved(struct ko_file *f, unsigned long addr, unsigned int
 	return -EBUSY;
 }
 
-/* Original bytes at ip, seen through the cuts this module has in place. */
-static void ko_read_orig(unsigned long ip, u8 *buf, unsigned int n)
-{
-	struct ko_cut *c;
-	unsigned int i;
-
-	memcpy(buf, (void *)ip, n);
-	list_for_each_entry(c, &ko_cuts, node) {
-		for (i = 0; i < c->site_len; i++) {
-			unsigned long a = c->addr + i;
-
-			if (a >= ip && a < ip + n)
-				buf[a - ip] = c->old[i];
-		}
-	}
-}
-
 static struct ko_cut *ko_find_overlap(unsigned long addr, unsigned int len)
 {
 	struct ko_cut *c;
@@ -405,6 +393,23 @@ static struct ko_cut *ko_find_id(u32 id)
 }
 
 #ifdef CONFIG_X86_64
+
+/* Original bytes at ip, seen through the cuts this module has in place. */
+static void ko_read_orig(unsigned long ip, u8 *buf, unsigned int n)
+{
+	struct ko_cut *c;
+	unsigned int i;
+
+	memcpy(buf, (void *)ip, n);
+	list_for_each_entry(c, &ko_cuts, node) {
+		for (i = 0; i < c->site_len; i++) {
+			unsigned long a = c->addr + i;
+
+			if (a >= ip && a < ip + n)
+				buf[a - ip] = c->old[i];
+		}
+	}
+}
 
 static bool ko_x86_rel_branch(const struct insn *insn, bool *rel8)
 {
@@ -724,6 +729,45 @@ static const char *ko_mechanism(void)
 #endif /* CONFIG_ARM64 */
 
 /* ---------------------------------------------------------------------- */
+/* kprobe cuts: the same override through the kprobe machinery.          */
+
+struct ko_kprobe {
+	struct kprobe kp;
+	bool ret;
+	unsigned long value;
+};
+
+#ifdef CONFIG_X86_64
+/* where a "return" kprobe sends the CPU: a bare return to the caller */
+static noinline notrace void ko_just_return(void)
+{
+	barrier();
+}
+#endif
+
+/*
+ * At a function's entry (the only place a "return" kprobe is accepted),
+ * set the return register and resume at a bare return: the override
+ * fail_function and bpf_override_return() make.
+ */
+static int ko_kprobe_pre(struct kprobe *p, struct pt_regs *regs)
+{
+	struct ko_kprobe *k = container_of(p, struct ko_kprobe, kp);
+
+	if (!READ_ONCE(k->ret))
+		return 0;
+#ifdef CONFIG_X86_64
+	regs->ax = k->value;
+	instruction_pointer_set(regs, (unsigned long)ko_just_return);
+#else
+	regs->regs[0] = k->value;
+	instruction_pointer_set(regs, procedure_link_pointer(regs));
+#endif
+	return 1;
+}
+NOKPROBE_SYMBOL(ko_kprobe_pre);
+
+/* ---------------------------------------------------------------------- */
 /* Slot recycling and the dead-man switch.                                */
 
 static bool ko_have_cooling(void)
@@ -773,6 +817,15 @@ static int ko_revert_locked(struct ko_cut *c, const char *why)
 
 	if (c->stuck)
 		return -EIO;
+	if (c->kp) {
+		unregister_kprobe(c->kp);
+		kfree(container_of(c->kp, struct ko_kprobe, kp));
+		pr_info("revert %u at %pS (%s, kprobe)\n", c->id, (void *)c->addr, why);
+		list_del(&c->node);
+		ko_release_text(c->owner);
+		kfree(c);
+		return 0;
+	}
 	mutex_lock(ko.text_mutex);
 	if (memcmp((void *)c->addr, c->site, c->site_len)) {
 		c->stuck = true;
@@ -829,7 +882,7 @@ static void ko_reaper_fn(struct work_struct *work)
 			continue;
 		if (time_after_eq(jiffies, c->deadline)) {
 			ko_revert_locked(c, "TTL expired");
-		} else if (memcmp((void *)c->addr, c->site, c->site_len)) {
+		} else if (!c->kp && memcmp((void *)c->addr, c->site, c->site_len)) {
 			c->stuck = true;
 			if (!ko_pinned) {
 				__module_get(THIS_MODULE);
@@ -1043,6 +1096,85 @@ free:
 	return ret;
 }
 
+/*
+ * kprobe ADDR pass|ret=HEX TTL_MS: a kprobe at ADDR that only passes, or
+ * (at a function's entry only) returns HEX.  Same TTL, listing and revert
+ * as a text cut; used to compare the two mechanisms' cost.
+ */
+static int ko_cmd_kprobe(struct ko_file *f, char **argv, int argc)
+{
+	unsigned long size, offset;
+	struct ko_kprobe *k;
+	struct ko_cut *c;
+	u32 ttl;
+	int ret;
+
+	c = kzalloc(sizeof(*c), GFP_KERNEL);
+	k = kzalloc(sizeof(*k), GFP_KERNEL);
+	if (!c || !k) {
+		ret = -ENOMEM;
+		goto free;
+	}
+	c->slot = -1;
+	if (argc != 4 || ko_parse_hex_ulong(argv[1], &c->addr) ||
+	    (strcmp(argv[2], "pass") &&
+	     (strncmp(argv[2], "ret=", 4) || ko_parse_hex_ulong(argv[2] + 4, &k->value))) ||
+	    ko_parse_u32(argv[3], KO_MAX_TTL_MS, &ttl) || !ttl) {
+		ko_say(f, "error: usage: kprobe ADDR pass|ret=HEX TTL_MS\n");
+		ret = -EINVAL;
+		goto free;
+	}
+	k->ret = argv[2][0] == 'r';
+	if (security_locked_down(LOCKDOWN_DBG_WRITE_KERNEL)) {
+		ko_say(f, "error: the kernel is locked down; it refuses writes to its text\n");
+		ret = -EPERM;
+		goto free;
+	}
+	ret = ko_claim_text(f, c->addr, 1, &c->owner);
+	if (ret)
+		goto free;
+	if (k->ret && (!ko.kallsyms_lookup_size_offset(c->addr, &size, &offset) || offset)) {
+		ko_say(f, "error: a returning kprobe goes at a function's entry\n");
+		ret = -EINVAL;
+		goto release;
+	}
+	k->kp.addr = (kprobe_opcode_t *)c->addr;
+	k->kp.pre_handler = ko_kprobe_pre;
+	mutex_lock(&ko_lock);
+	if (ko_find_overlap(c->addr, 1)) {
+		ko_say(f, "error: %pS overlaps an active cut; revert that first\n", (void *)c->addr);
+		ret = -EBUSY;
+		goto unlock;
+	}
+	ret = register_kprobe(&k->kp);
+	if (ret) {
+		ko_say(f, "error: register_kprobe at %pS failed (%d)\n", (void *)c->addr, ret);
+		goto unlock;
+	}
+	c->kp = &k->kp;
+	c->len = 1;
+	c->kp_return = k->ret;
+	c->kp_value = k->value;
+	c->id = ko_next_id++;
+	c->deadline = jiffies + msecs_to_jiffies(ttl);
+	list_add_tail(&c->node, &ko_cuts);
+	ko_arm_reaper_locked();
+	pr_info("cut %u at %pS ttl %u ms (kprobe, %s)\n", c->id, (void *)c->addr, ttl,
+		k->ret ? "return" : "pass");
+	ko_say(f, "id=%u\n", c->id);
+	mutex_unlock(&ko_lock);
+	return 0;
+
+unlock:
+	mutex_unlock(&ko_lock);
+release:
+	ko_release_text(c->owner);
+free:
+	kfree(k);
+	kfree(c);
+	return ret;
+}
+
 static int ko_cmd_renew(struct ko_file *f, char **argv, int argc)
 {
 	struct ko_cut *c;
@@ -1125,7 +1257,7 @@ static void ko_list(struct ko_file *f)
 			       "id=%u addr=%lx len=%u ttl_ms=%ld state=%s mech=%s old=%*phN new=%*phN sym=%pS\n",
 			       c->id, c->addr, c->len,
 			       c->stuck ? -1L : (long)jiffies_to_msecs(max(left, 0L)),
-			       c->stuck ? "stuck" : "active", ko_mechanism(),
+			       c->stuck ? "stuck" : "active", c->kp ? "kprobe" : ko_mechanism(),
 			       (int)c->len, c->old, (int)c->len, c->new, (void *)c->addr);
 	}
 	mutex_unlock(&ko_lock);
@@ -1211,6 +1343,8 @@ static ssize_t ko_write(struct file *file, const char __user *ubuf, size_t count
 		ret = ko_cmd_read(f, argv, argc);
 	else if (!strcmp(argv[0], "cut"))
 		ret = ko_cmd_cut(f, argv, argc);
+	else if (!strcmp(argv[0], "kprobe"))
+		ret = ko_cmd_kprobe(f, argv, argc);
 	else if (!strcmp(argv[0], "renew"))
 		ret = ko_cmd_renew(f, argv, argc);
 	else if (!strcmp(argv[0], "revert"))
