@@ -40,15 +40,29 @@ def _why_not() -> str | None:
         scope = 0
     if scope == 3:
         return "ptrace is disabled (kernel.yama.ptrace_scope=3) until reboot"
+    return _probe_seize()
+
+
+def _probe_seize() -> str | None:
+    """Seize a child for real: seccomp or an LSM may refuse ptrace even to root."""
+    from knockout import ptrace
+
+    child = subprocess.Popen(["sleep", "30"])
+    try:
+        ptrace.seize(child.pid)
+    except OSError as exc:
+        return f"PTRACE_SEIZE is refused here ({exc.strerror}; seccomp or an LSM?)"
+    finally:
+        child.kill()
+        child.wait()
     return None
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     here = Path(__file__).parent
-    reason = _why_not()
-    for item in items:
-        if here not in Path(str(item.fspath)).parents:
-            continue
+    mine = [item for item in items if here in Path(str(item.fspath)).parents]
+    reason = _why_not() if mine else None
+    for item in mine:
         item.add_marker(pytest.mark.process)
         if reason and not os.environ.get("KNOCKOUT_FORCE_PROCESS_TESTS"):
             item.add_marker(pytest.mark.skip(reason=reason))
