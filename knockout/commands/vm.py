@@ -10,7 +10,7 @@ from types import FrameType
 from typing import Any
 
 from knockout.errors import BadInput
-from knockout.vm import GuestSession
+from knockout.vm import ROOT_CACHES, GuestSession
 
 __all__ = ["cmd_vm", "register"]
 
@@ -50,6 +50,13 @@ def register(subparsers: Any) -> None:
         "--perf-friendly",
         action="store_true",
         help="hide /lib/modules/$(uname -r)/kernel so perf starts fast (in-tree modprobe fails)",
+    )
+    p.add_argument(
+        "--root-cache",
+        choices=ROOT_CACHES,
+        default="mmap",
+        help="9p cache of the host's /: mmap (default) sees host changes at once; "
+        "loose runs programs faster but may show stale files",
     )
     p.add_argument(
         "--append", action="append", default=[], metavar="ARG", help="extra kernel argument"
@@ -100,6 +107,7 @@ def cmd_vm(args: argparse.Namespace) -> int:
         cpus=args.cpus,
         rwdirs=args.rwdir,
         perf_friendly=args.perf_friendly,
+        root_cache=args.root_cache,
         kernel_args=args.append,
         on_wait=_note,
     )

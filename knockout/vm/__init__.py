@@ -13,6 +13,7 @@ from knockout.vm._initramfs import build_initramfs, cache_dir
 from knockout.vm._qemu import choose_accel, default_kernel, kernel_release
 from knockout.vm._session import (
     LOCK_PATH,
+    ROOT_CACHES,
     GuestResult,
     GuestSession,
     GuestTimeout,
@@ -21,6 +22,7 @@ from knockout.vm._session import (
 
 __all__ = [
     "LOCK_PATH",
+    "ROOT_CACHES",
     "GuestResult",
     "GuestSession",
     "GuestTimeout",

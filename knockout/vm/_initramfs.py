@@ -40,7 +40,8 @@ NINEP_OPTS = "trans=virtio,version=9p2000.L,msize=512000"
 #: virtio port named ``knockout``: ``run ID`` runs ``/run/knockout/cmd-ID.sh``
 #: chrooted into the host's ``/`` with output to the port, then prints the exit
 #: marker; ``poweroff`` ends the guest.  ``config.sh`` in the control directory
-#: (written by the host) sets NONCE and calls ``mount_rw``/``perf_friendly``.
+#: (written by the host) sets NONCE, ROOT_CACHE, PERF_FRIENDLY and defines
+#: ``mount_rwdirs``, which calls ``mount_rw TAG PATH`` for each rwdir.
 INIT_SCRIPT = r"""#!/bin/busybox sh
 /bin/busybox --install -s /bin
 export PATH=/bin
@@ -53,7 +54,9 @@ for m in $(cat /modules/order); do
     insmod "/modules/$m" || die "insmod $m failed"
 done
 mount -t 9p -o NINEP_OPTS,cache=none koctl /ctl || die "cannot mount the control dir"
-mount -t 9p -o NINEP_OPTS,cache=loose,ro koroot $R || die "cannot mount the host's /"
+. /ctl/config.sh
+mount -t 9p -o NINEP_OPTS,cache=$ROOT_CACHE,ro koroot $R || die "cannot mount the host's /"
+mount -t 9p -o NINEP_OPTS,cache=loose,ro kousr $R/usr || die "cannot mount the host's /usr"
 mount -t tmpfs -o mode=0755 tmpfs $R/run
 mount -t tmpfs -o mode=1777 tmpfs $R/tmp
 mount -t tmpfs -o mode=1777 tmpfs $R/var/tmp
@@ -71,10 +74,10 @@ mount_rw() {
     [ -d "$R$2" ] || mkdir -p "$R$2"
     mount -t 9p -o NINEP_OPTS,cache=none "$1" "$R$2" || die "cannot mount rwdir $2"
 }
-perf_friendly() {
+mount_rwdirs
+if [ "$PERF_FRIENDLY" = 1 ]; then
     mount -t tmpfs -o mode=0755,ro tmpfs "$R/lib/modules/$(uname -r)/kernel"
-}
-. $R/run/knockout/config.sh
+fi
 hostname knockout-guest
 port=
 for p in /sys/class/virtio-ports/*; do

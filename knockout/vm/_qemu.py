@@ -123,7 +123,8 @@ def _virtfs(tag: str, path: Path, *, readonly: bool) -> list[str]:
 def qemu_command(config: GuestConfig, *, ctl_dir: Path, socket: Path, console: Path) -> list[str]:
     """The argv of ``qemu-system-x86_64`` for ``config``.
 
-    The host's ``/`` is tag ``koroot`` (read-only), ``ctl_dir`` is ``koctl``,
+    The host's ``/`` is tag ``koroot`` and its ``/usr`` ``kousr`` (both
+    read-only; the guest caches ``/usr`` loosely), ``ctl_dir`` is ``koctl``,
     the rwdirs are ``korw0``...; the serial console goes to ``console``; the
     virtio port ``knockout`` connects to the unix socket ``socket``.
     """
@@ -137,6 +138,7 @@ def qemu_command(config: GuestConfig, *, ctl_dir: Path, socket: Path, console: P
         *("-append", " ".join([*KERNEL_ARGS, *config.kernel_args])),
         *("-chardev", f"file,id=con,path={console}", "-serial", "chardev:con"),
         *_virtfs("koroot", Path("/"), readonly=True),
+        *_virtfs("kousr", Path("/usr"), readonly=True),
         *_virtfs("koctl", ctl_dir, readonly=False),
     ]
     for i, rwdir in enumerate(config.rwdirs):

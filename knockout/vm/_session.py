@@ -37,6 +37,7 @@ from knockout.vm._qemu import (
 
 __all__ = [
     "LOCK_PATH",
+    "ROOT_CACHES",
     "GuestResult",
     "GuestSession",
     "GuestTimeout",
@@ -54,6 +55,13 @@ BASE_ENV = {
     "TERM": "dumb",
     "PYTHONDONTWRITEBYTECODE": "1",
 }
+
+#: 9p cache modes for the host's ``/``: ``mmap`` sees host changes at once;
+#: ``loose`` is faster for exec-heavy work but keeps what it read (a file
+#: rebuilt on the host during the session may look stale in the guest).
+#: ``/usr`` (programs, libraries, /lib/modules) is always ``loose``: packages
+#: installed on the host while a guest runs are not seen by it.
+ROOT_CACHES = ("mmap", "loose", "none")
 
 _KEEP_LOGS = 30
 _TAIL_LINES = 40
@@ -153,6 +161,7 @@ class GuestSession:
         cpus: int = 2,
         rwdirs: Sequence[Path | str] = (),
         perf_friendly: bool = False,
+        root_cache: str = "mmap",
         kernel_args: Sequence[str] = (),
         boot_timeout: float = 120.0,
         lock_timeout: float | None = None,
@@ -166,6 +175,9 @@ class GuestSession:
         self.cpus = cpus
         self.rwdirs = [_checked_rwdir(d) for d in rwdirs]
         self.perf_friendly = perf_friendly
+        if root_cache not in ROOT_CACHES:
+            raise BadInput(f"root_cache {root_cache!r} is not one of {', '.join(ROOT_CACHES)}")
+        self.root_cache = root_cache
         self.kernel_args = tuple(kernel_args)
         self.boot_timeout = boot_timeout
         self.lock_timeout = lock_timeout
@@ -240,6 +252,7 @@ class GuestSession:
                 stderr=stderr,
                 start_new_session=True,
                 preexec_fn=_die_with_parent,
+                pass_fds=[self._lock_fd] if self._lock_fd is not None else [],
             )
         try:
             self._conn = self._accept(listener, started + self.boot_timeout)
@@ -250,10 +263,16 @@ class GuestSession:
         self.boot_seconds = time.monotonic() - started
 
     def _config_sh(self) -> str:
-        lines = [f"NONCE={self._nonce}"]
-        lines += [f"mount_rw korw{i} {shlex.quote(str(d))}" for i, d in enumerate(self.rwdirs)]
-        if self.perf_friendly:
-            lines.append("perf_friendly")
+        mounts = [f"mount_rw korw{i} {shlex.quote(str(d))}" for i, d in enumerate(self.rwdirs)]
+        lines = [
+            f"NONCE={self._nonce}",
+            f"ROOT_CACHE={self.root_cache}",
+            f"PERF_FRIENDLY={int(self.perf_friendly)}",
+            "mount_rwdirs() {",
+            *(f"    {m}" for m in mounts),
+            "    :",
+            "}",
+        ]
         return "\n".join([*lines, ""])
 
     def _accept(self, listener: socket.socket, deadline: float) -> socket.socket:

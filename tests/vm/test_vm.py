@@ -8,6 +8,7 @@ shared guest, so it comes after the tests that use it.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -20,6 +21,7 @@ from knockout.vm import (
     GuestSession,
     GuestTimeout,
     build_initramfs,
+    cache_dir,
     choose_accel,
     default_kernel,
     kernel_release,
@@ -96,6 +98,22 @@ def test_host_root_is_read_only(guest: Guest) -> None:
     assert (
         guest.run(f"cat {REPO / 'pyproject.toml'}").output == (REPO / "pyproject.toml").read_text()
     )
+
+
+def test_host_changes_show_at_once(guest: Guest) -> None:
+    probe_dir = cache_dir() / "coherence-probe"
+    probe_dir.mkdir(parents=True, exist_ok=True)
+    probe = probe_dir / "file"
+    try:
+        probe.write_text("one\n")
+        assert guest.run(f"cat {probe}").output == "one\n"
+        probe.write_text("two, longer\n")  # in place
+        assert guest.run(f"cat {probe}").output == "two, longer\n"
+        (probe_dir / "new").write_text("three\n")
+        (probe_dir / "new").replace(probe)  # a new inode, as a rebuild makes
+        assert guest.run(f"cat {probe}").output == "three\n"
+    finally:
+        shutil.rmtree(probe_dir)
 
 
 def test_private_writable_places(guest: Guest) -> None:
