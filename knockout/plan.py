@@ -316,6 +316,24 @@ def _check_stub(fn: _Function, address: int, new: bytes) -> None:
             )
 
 
+#: instructions after which execution never falls through
+_EXITS = {"ret", "jmp", "b", "br", "retaa", "retab", "braa", "brab", "braaz", "brabz", "ud2"}
+
+
+def _check_falls_off(fn: _Function, region: _Region, intent: Intent) -> None:
+    """Refuse replacing the function's last exit with code that falls through past its end."""
+    if not isinstance(intent, Skip | SetReg | SkipCall):
+        return
+    last = fn.insns[region.first]
+    is_last = region.first == len(fn.insns) - 1 or last.end >= fn.end
+    if is_last and last.mnemonic.split()[-1] in _EXITS:
+        raise UnsafeCut(
+            f"{fn.where(last.address)} is '{last.text}', the last instruction of {fn.name}; "
+            "replacing it would run past the end into whatever follows; cut an earlier "
+            "instruction or use --return"
+        )
+
+
 def _check_safe(fn: _Function, region: _Region, prefix: int) -> None:
     """Refuse cuts over the entry prefix, over a breakpoint, or with a branch into the middle."""
     covered = fn.insns[region.first : region.first + region.count]
@@ -375,6 +393,7 @@ def plan_cut(
         _widen_for_stub(fn, region, intent)
     prefix, _pac = _entry_prefix(fn, style)
     _check_safe(fn, region, prefix)
+    _check_falls_off(fn, region, intent)
     covered = fn.insns[region.first : region.first + region.count]
     replaced = covered[: region.replaced]
     displaced = covered[region.replaced :]

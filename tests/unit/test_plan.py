@@ -600,7 +600,8 @@ def test_random_offsets_against_objdump(build_path: tuple[Elf, Path], data: st.D
     try:
         cut = e.plan(name, address, Skip())
     except UnsafeCut as exc:
-        assert address in boundaries and "which the entry needs" in str(exc)
+        assert address in boundaries
+        assert "which the entry needs" in str(exc) or "the last instruction of" in str(exc)
         return
     except BadInput as exc:
         assert address not in boundaries
@@ -665,3 +666,15 @@ def test_the_seed_cuts_on_a_shrink_slab_shaped_function() -> None:
     assert cut.new == (0x52800000).to_bytes(4, "little") and cut.location == "shrink_slab+0x128"
     with pytest.raises(BadInput, match=r"shrink_slab\+0x152 is inside the 4-byte instruction"):
         plan(338, SetReg("x28", 0))
+
+
+def test_skipping_the_last_exit_is_refused(build: Elf) -> None:
+    last = build.insns("bump")[-1]
+    assert last.mnemonic in ("ret", "jmp")
+    intents: list[Intent] = [Skip()] + ([SetReg("w0", 0)] if build.arch == "aarch64" else [])
+    for intent in intents:
+        with pytest.raises(
+            UnsafeCut, match=r"the last instruction of bump; replacing it would run"
+        ):
+            build.plan("bump", last.address, intent)
+    assert build.plan("bump", last.address, Identity()).new == last.data
