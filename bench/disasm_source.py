@@ -20,7 +20,9 @@ machine's current load:
   knockout the same ``cmd_disasm`` call again in one Python process.  Both
   keep their tables; knockout re-reads the bytes and, finding them unchanged,
   reuses their decoding (it keys that on the bytes) and renders again.
-  objdump has no session: its ``first`` and ``warm`` are its ``fresh``.
+  objdump has no session: its ``first`` and ``warm`` are its ``fresh``;
+* ``warm_nomemo``: knockout's ``warm`` with the decode memo emptied before
+  each call, so the bytes are decoded, annotated and rendered again.
 
 Each figure is a median, in wall-clock and in CPU seconds (user + system);
 the machine is shared, so the goal is judged on CPU time.
@@ -173,8 +175,12 @@ def gdb_session(name: str, repeats: int, tmp: Path) -> tuple[Time, Time]:
     return times[0], median(times[1:])
 
 
-def knockout_session(name: str, repeats: int) -> tuple[Time, Time]:
-    """In this process: the first ``knockout disasm --source`` call and the median of more."""
+def knockout_session(name: str, repeats: int, memo: bool = True) -> tuple[Time, Time]:
+    """In this process: the first ``knockout disasm --source`` call and the median of more.
+
+    ``memo=False`` empties the decode memo before each call: every call then
+    decodes and annotates the bytes again (the symbol and line tables stay).
+    """
     from knockout.commands import disasm
 
     parser = argparse.ArgumentParser()
@@ -183,6 +189,8 @@ def knockout_session(name: str, repeats: int) -> tuple[Time, Time]:
     times = []
     for _ in range(repeats + 1):
         sink = io.StringIO()
+        if not memo:
+            disasm._MEMO.clear()
         wall, cpu = time.perf_counter(), time.process_time()
         with contextlib.redirect_stdout(sink):
             disasm.cmd_disasm(args)
@@ -206,6 +214,8 @@ def bench_function(name: str, runs: int, warm_repeats: int) -> dict[str, object]
         result["first"]["gdb"], result["warm"]["gdb"] = gdb_session(name, warm_repeats, Path(tmp))
     result["first"]["knockout"], result["warm"]["knockout"] = knockout_session(name, warm_repeats)
     result["first"]["objdump"] = result["warm"]["objdump"] = result["fresh"]["objdump"]
+    result["warm_nomemo"] = {"gdb": result["warm"]["gdb"], "objdump": result["warm"]["objdump"]}
+    _, result["warm_nomemo"]["knockout"] = knockout_session(name, warm_repeats, memo=False)
     ratios = {
         mode: {
             f"{other}/knockout": {
@@ -256,6 +266,9 @@ def main() -> int:
             "knockout: cmd_disasm in-process; objdump: = fresh)",
             "warm": "one more disassembly in a running session (gdb: gdb.execute again; "
             "knockout: cmd_disasm again in-process; objdump: = fresh)",
+            "warm_nomemo": "warm, but knockout decodes and annotates the bytes again on "
+            "every call (its decode memo emptied): what a function never seen costs once the "
+            "tables are loaded",
             "cpu": "user+system seconds of the process: steadier than wall time on a shared "
             "machine; the goal is judged on it",
         },
