@@ -680,3 +680,26 @@ def test_skipping_the_last_exit_is_refused(build: Elf) -> None:
         ):
             build.plan("bump", last.address, intent)
     assert build.plan("bump", last.address, Identity()).new == last.data
+
+
+def test_arm64_kernel_entry_with_ftrace_site() -> None:
+    """bti c; mov x9, x30; nop (ftrace's patch site); paciasp: a return cut goes after all four."""
+    words = [0xD503245F, 0xAA1E03E9, aarch64.NOP, aarch64.PACIASP, 0xA9BF7BFD]
+    words += [0x91000421, 0xA8C17BFD, aarch64.AUTIASP, aarch64.RET]
+    code = b"".join(aarch64.word(w) for w in words)
+    texts = [i.text for i in disasm(code, "arm64")]
+    assert texts[:5] == ["bti c", "mov x9, x30", "nop", "paciasp", "stp x29, x30, [sp, #-0x10]!"]
+    base = 0xFFFF800010000000
+
+    def plan(offset: int, intent: Intent) -> Cut:
+        return plan_cut("arm64", code, base, base + offset, intent, target="t", location="f")
+
+    cut = plan(0, Return(1))
+    assert cut.location == "f+0x10" and cut.instructions == 3
+    assert [i.text for i in disasm(cut.new, "arm64")] == ["mov x0, #1", "autiasp", "ret"]
+    for offset, owner in ((4, "mov x9, x30"), (8, "nop"), (12, "paciasp")):
+        with pytest.raises(
+            UnsafeCut, match=rf"^f\+{offset:#x} is '{owner}', which the entry needs"
+        ):
+            plan(offset, Skip())
+    assert plan(16, Skip()).new == aarch64.word(aarch64.NOP)
