@@ -217,7 +217,13 @@ def _skip_call_bytes(fn: _Function, insn: Insn, intent: SkipCall) -> bytes:
             "use --skip or --set there, or give the call's offset"
         )
     code = isa.encode_skip_call(intent.value)
-    return _fit(fn, insn, code, "use a smaller value (0..0xffffffff or -128..-1)")
+    if insn.size >= 5:
+        hint = "use a value in -128..0xffffffff"
+    elif insn.size >= 3:
+        hint = "use 0 or a value in -128..-1"
+    else:
+        hint = "only 0 fits (xor eax, eax)"
+    return _fit(fn, insn, code, hint)
 
 
 def _raw_region(fn: _Function, first: int, data: bytes) -> _Region:

@@ -703,3 +703,26 @@ def test_arm64_kernel_entry_with_ftrace_site() -> None:
         ):
             plan(offset, Skip())
     assert plan(16, Skip()).new == aarch64.word(aarch64.NOP)
+
+
+def test_skip_indirect_calls_x86() -> None:
+    code = bytes.fromhex("ffd0ff1500000000c3")  # call rax; call [rip]; ret
+
+    def plan(offset: int, value: int | None) -> Cut:
+        return plan_cut(
+            "x86_64", code, 0x1000, 0x1000 + offset, SkipCall(value), target="t", location="f"
+        )
+
+    assert plan(0, None).new == bytes.fromhex("31c0")
+    assert plan(2, 7).new == bytes.fromhex("b807000000") + x86_64.nops(1)
+    assert [i.text for i in disasm(plan(2, -1).new, "x86_64")] == [
+        "push -1",
+        "pop rax",
+        "nop dword ptr [rax]",
+    ]
+    with pytest.raises(
+        BadInput, match=r"^mov eax, 0x5 needs 5 bytes but the instruction at f has 2; only 0 fits"
+    ):
+        plan(0, 5)
+    with pytest.raises(BadInput, match=r"has 6; use a value in -128\.\.0xffffffff$"):
+        plan(2, 0x123456789)
