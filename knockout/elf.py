@@ -273,10 +273,10 @@ def debug_file_for(image: ElfImage, root: str = DEBUG_ROOT) -> str | None:
 
 def read_kcore(address: int, size: int, path: str = "/proc/kcore") -> bytes:
     """Kernel memory at ``address`` through ``/proc/kcore`` (an ELF core file)."""
-    image = ElfImage(path, open_file(path))
-    try:
-        return image.read(address, size)
-    except NotFound:
-        raise NotFound(
-            f"{address:#x} is not in {path}; check the address against /proc/kallsyms"
-        ) from None
+    with open_file(path) as stream:
+        try:
+            return ElfImage(path, stream).read(address, size)
+        except NotFound:
+            raise NotFound(
+                f"{address:#x} is not in {path}; check the address against /proc/kallsyms"
+            ) from None

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from knockout.elf import open_elf
+from knockout.elf import open_elf, read_kcore
 from knockout.errors import BadInput, NotFound, Refused
 from knockout.symbols import Location, Symbol, SymbolTable, elf_symbols, kallsyms, process_symbols
 
@@ -300,3 +300,25 @@ def test_plt_entries_named_like_objdump(built: dict[str, Path]) -> None:
     table = elf_symbols(str(built["demo"]))
     for name, address in expected.items():
         assert table.lookup(name).address == address, name
+
+
+@needs_gcc
+def test_read_kcore_reads_through_load_segments(built: dict[str, Path]) -> None:
+    """/proc/kcore is an ELF whose PT_LOAD segments map kernel addresses to file offsets;
+    any ELF with segments reads the same way, checked here against objcopy's dump."""
+    burn = elf_symbols(str(built["demo"])).lookup("burn")
+    text = built["demo"].with_suffix(".text")
+    subprocess.run(
+        ["objcopy", "-O", "binary", "--only-section=.text", str(built["demo"]), str(text)],
+        check=True,
+    )
+    sections = subprocess.run(
+        ["readelf", "-SW", str(built["demo"])], capture_output=True, text=True, check=True
+    ).stdout
+    match = re.search(r"\.text\s+PROGBITS\s+([0-9a-f]+)", sections)
+    assert match, sections
+    start = burn.address - int(match[1], 16)
+    expected = text.read_bytes()[start : start + burn.size]
+    assert read_kcore(burn.address, burn.size, str(built["demo"])) == expected
+    with pytest.raises(NotFound, match=r"is not in .*check the address against /proc/kallsyms"):
+        read_kcore(0xFFFF_FFFF_0000_0000, 4, str(built["demo"]))
