@@ -35,10 +35,16 @@ def start_time(pid: int) -> int | None:
         return None
     # comm (field 2) may contain spaces and parentheses: split after the last ')'
     fields = stat[stat.rindex(")") + 2 :].split()
-    state = fields[0]
-    if state in ("Z", "X", "x"):
-        return None
+    if fields[0] in ("Z", "X", "x") and not _other_threads(pid):
+        return None  # a zombie; but a leader that called pthread_exit leaves threads running
     return int(fields[19])
+
+
+def _other_threads(pid: int) -> bool:
+    try:
+        return len(os.listdir(f"/proc/{pid}/task")) > 1
+    except FileNotFoundError:
+        return False
 
 
 def self_identity() -> tuple[int, int]:

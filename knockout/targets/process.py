@@ -113,14 +113,22 @@ def _diagnose(pid: int) -> Refused:
     return Refused(explain_ptrace_refusal(pid, tracer, tracer_comm, yama, os.geteuid(), owner))
 
 
+def _no_exe(pid: int) -> BadInput:
+    live = sorted(int(t) for t in os.listdir(f"/proc/{pid}/task") if int(t) != pid)
+    if live:
+        return BadInput(
+            f"the main thread of pid {pid} has exited, and its memory with it; "
+            f"reach the process through a live thread: --pid {live[0]}"
+        )
+    return BadInput(f"pid {pid} has no executable (a kernel thread?); cut the kernel with --kernel")
+
+
 def _process_arch(pid: int) -> Arch:
     try:
         with open(f"/proc/{pid}/exe", "rb") as f:
             header = f.read(20)
     except FileNotFoundError:
-        raise BadInput(
-            f"pid {pid} has no executable (a kernel thread?); cut the kernel with --kernel"
-        ) from None
+        raise _no_exe(pid) from None
     except PermissionError:
         raise _diagnose(pid) from None
     if header[:4] != b"\x7fELF" or header[4] != 2:
@@ -277,17 +285,24 @@ class ProcessTarget:
                 return  # the thread is exiting: it runs no more user code
             raise
         threads[tid] = _Thread(tid)
-        ptrace.interrupt(tid)
+        with contextlib.suppress(ProcessLookupError):  # exited: _collect sees it
+            ptrace.interrupt(tid)
 
     def _exiting(self, tid: int, threads: dict[int, _Thread]) -> bool:
-        """EPERM from PTRACE_SEIZE means "exiting" once other threads were seized fine."""
-        if not threads:
-            return False
+        """Whether EPERM from PTRACE_SEIZE means the thread is exiting, not a refusal.
+
+        A zombie thread (e.g. a leader that called pthread_exit) is exiting;
+        so is one refused once other threads were seized fine, unless
+        another tracer holds it.
+        """
         try:
             status = _read_proc(self.pid, f"task/{tid}/status")
         except OSError:
             return True  # gone already
-        return int(_status_field(status, "TracerPid") or 0) in (0, os.getpid())
+        state = _status_field(status, "State") or ""
+        if state[:1] in ("Z", "X"):
+            return True
+        return bool(threads) and int(_status_field(status, "TracerPid") or 0) in (0, os.getpid())
 
     def _collect(self, thread: _Thread) -> None:
         stop = ptrace.wait_stop(thread.tid, self.stop_timeout)
@@ -303,10 +318,12 @@ class ProcessTarget:
             thread.signals.append(stop.signal)
 
     def _attach_all(self, threads: dict[int, _Thread]) -> None:
+        tried: set[int] = set()
         while True:
-            new = self._tids() - threads.keys()
+            new = self._tids() - tried
             if not new:
                 break
+            tried |= new
             for tid in sorted(new):
                 self._seize(tid, threads)
             for tid in sorted(new & threads.keys()):
@@ -458,11 +475,16 @@ class ProcessTarget:
             raise Refused(f"short write at {cut.address:#x} in pid {self.pid}; retry")
 
     def _rewrite(self, cut: Cut, expect: bytes, write: bytes) -> None:
-        with self._stopped() as threads:
-            for thread in threads:
-                self._step_out(thread, cut)
-            self._check_returns([t for t in threads if t.stopped], cut, expect)
-            self._swap(cut, expect, write)
+        try:
+            with self._stopped() as threads:
+                for thread in threads:
+                    self._step_out(thread, cut)
+                self._check_returns([t for t in threads if t.stopped], cut, expect)
+                self._swap(cut, expect, write)
+        except ProcessLookupError:
+            if self.alive():
+                raise
+            raise self._gone() from None
 
     # -- the Target protocol ------------------------------------------------
 

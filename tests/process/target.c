@@ -9,7 +9,8 @@
  *   churn: one more thread keeps creating short-lived threads that call
  *          compute() and exit (threads appear while knockout attaches);
  *   alarm: SIGALRM every millisecond, counted by a handler; the count is
- *          printed after the results ("... alarms=N").
+ *          printed after the results ("... alarms=N");
+ *   leader-exits: the main thread hands stdin to a thread and exits.
  *
  * Every worker calls compute(7), outer(7) and flagged() in a loop.  For each
  * line read on stdin the program waits until every worker has finished a
@@ -158,6 +159,21 @@ static void single_threaded(void)
 	}
 }
 
+static void *serve(void *arg)
+{
+	int n = (int)(long)arg;
+	printf("ready\n");
+	fflush(stdout);
+	while (read_line()) {
+		unsigned g = atomic_fetch_add(&generation, 1) + 1;
+		for (int i = 0; i < n; i++)
+			while (atomic_load(&slots[i].gen) < g)
+				usleep(50);
+		report(n);
+	}
+	exit(0);
+}
+
 int main(int argc, char **argv)
 {
 	int n = argc > 1 ? atoi(argv[1]) : 0;
@@ -188,15 +204,13 @@ int main(int argc, char **argv)
 		pthread_t t;
 		pthread_create(&t, NULL, worker, &slots[i]);
 	}
-	printf("ready\n");
-	fflush(stdout);
-	while (read_line()) {
-		unsigned g = atomic_fetch_add(&generation, 1) + 1;
-		for (int i = 0; i < n; i++)
-			while (atomic_load(&slots[i].gen) < g)
-				usleep(50);
-		report(n);
+	if (argc > 2 && argv[2][0] == 'l') {
+		/* the leader exits; it stays a zombie in /proc/PID/task */
+		pthread_t t;
+		pthread_create(&t, NULL, serve, (void *)(long)n);
+		pthread_exit(NULL);
 	}
+	serve((void *)(long)n);
 	return 0;
 }
 

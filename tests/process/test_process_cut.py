@@ -5,17 +5,18 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
 import knockout
 from knockout.asm import Insn
 from knockout.cuts import Cut, Intent, RawBytes, Return, SetReg, Skip, SkipCall
-from knockout.errors import UnsafeCut
+from knockout.errors import BadInput, UnsafeCut
 from knockout.journal import Journal
 from knockout.plan import plan_at
 from knockout.targets.process import ProcessTarget, explain_ptrace_refusal
-from tests.process.conftest import NORMAL, Program
+from tests.process.conftest import NORMAL, Program, wait_for
 
 Start = Callable[..., Program]
 X86 = os.uname().machine == "x86_64"
@@ -124,6 +125,21 @@ def test_threads_created_while_attaching_are_stopped_too(start: Start, journal: 
         target.revert(applied)
         assert set(prog.sample()) == {NORMAL}
     assert prog.proc.poll() is None
+    assert_original_code(prog, target)
+
+
+def test_zombie_leader_is_skipped(start: Start, journal: Journal) -> None:
+    """The main thread called pthread_exit: /proc/PID has no memory; a live thread's id works,
+    and the zombie leader in /proc/TID/task (which cannot be seized) is skipped."""
+    prog = start(2, "leader-exits")
+    wait_for(lambda: "Z" in Path(f"/proc/{prog.pid}/status").read_text().split("State:")[1][:4])
+    with pytest.raises(BadInput, match=r"main thread of pid .* has exited.*--pid [0-9]+$"):
+        ProcessTarget(prog.pid, journal=journal)
+    live = min(int(t) for t in os.listdir(f"/proc/{prog.pid}/task") if int(t) != prog.pid)
+    target = ProcessTarget(live, journal=journal)
+    with knockout.cut(target, plan_at(target, "compute", Return(42))):
+        assert prog.sample() == [(42, 1049, 1)] * 2
+    assert prog.sample() == [NORMAL] * 2
     assert_original_code(prog, target)
 
 
