@@ -29,7 +29,12 @@ needs_llvm_mc = pytest.mark.skipif(
     not HAVE_LLVM_MC and not os.environ.get("KNOCKOUT_REQUIRE_LLVM_MC"),
     reason="llvm-mc not installed (apt-get install llvm); KNOCKOUT_REQUIRE_LLVM_MC=1 forces",
 )
-keystone = pytest.importorskip("keystone", reason="keystone-engine has no wheel for this host")
+try:
+    import keystone  # noqa: F401
+
+    HAVE_KEYSTONE = True
+except ImportError:  # no wheel for aarch64 hosts: llvm-mc and capstone still check
+    HAVE_KEYSTONE = False
 
 MASK64 = (1 << 64) - 1
 # no shrinking: each example is a batch of cases run through llvm-mc, and the
@@ -59,6 +64,11 @@ def llvm_mc(triple: str, texts: list[str]) -> list[bytes]:
 
 def joined(code: list[Encoded]) -> bytes:
     return b"".join(e.data for e in code)
+
+
+def keystone_agrees(text: str, data: bytes, arch: str, vma: int = 0) -> bool:
+    """keystone assembles ``text`` to ``data`` (True when keystone is not installed)."""
+    return not HAVE_KEYSTONE or asm(text, arch, vma) == data
 
 
 def check_against_llvm_mc(triple: str, cases: list[list[Encoded]]) -> None:
@@ -192,7 +202,7 @@ def test_a64_mov_imm_sweep(cases: list[tuple[str, int]]) -> None:
     check_against_llvm_mc("aarch64", codes)
     for (reg, value), code in zip(cases, codes, strict=True):
         data = joined(code)
-        assert data == asm("; ".join(e.text for e in code), "arm64"), code
+        assert keystone_agrees("; ".join(e.text for e in code), data, "arm64"), code
         n, bits = aarch64.parse_reg(reg)
         assert run_a64(data) == {n: value & ((1 << bits) - 1)}
         assert len(code) <= 4
@@ -220,7 +230,7 @@ def test_x86_mov_imm_sweep(cases: list[tuple[str, int]]) -> None:
     check_against_llvm_mc("x86_64", codes)
     for (reg, value), code in zip(cases, codes, strict=True):
         data = joined(code)
-        assert data == asm(code[0].text, "x86_64")
+        assert keystone_agrees(code[0].text, data, "x86_64")
         n, bits = x86_64.parse_reg(reg)
         regs, other = run_x86(data)
         # a 32-bit write zero-extends: the 64-bit register holds exactly the pattern
@@ -244,7 +254,7 @@ def test_x86_skip_call_and_return_sweep(cases: list[int | None]) -> None:
         assert regs == {0: want} and not other
         regs, other = run_x86(joined(ret))
         assert regs == {0: want} and other == ["ret"]
-        assert joined(skip) == asm("; ".join(e.text for e in skip), "x86_64")
+        assert keystone_agrees("; ".join(e.text for e in skip), joined(skip), "x86_64")
         if value is not None and -128 <= value < 0:
             assert len(joined(skip)) == 3  # push imm8; pop rax
 
@@ -256,7 +266,7 @@ def test_x86_jmp_thunk_matches_keystone(source: int, destination: int) -> None:
     jmp = code[-1]
     assert int(disasm(jmp.data, "x86_64", source + 2)[0].op_str, 16) == destination
     if abs(destination - (source + 4)) > 200:  # keystone picks jmp rel8 when it can
-        assert jmp.data == asm(f"jmp {destination:#x}", "x86_64", vma=source + 2)
+        assert keystone_agrees(f"jmp {destination:#x}", jmp.data, "x86_64", vma=source + 2)
 
 
 def test_x86_jmp_out_of_reach() -> None:
