@@ -299,6 +299,18 @@ def _kernel_reader() -> Reader:
     return read
 
 
+def _lazy(make: Callable[[], Reader]) -> Reader:
+    """A reader made on first use, so that a bad SPEC is reported before the source."""
+    made: list[Reader] = []
+
+    def read(address: int, size: int) -> bytes:
+        if not made:
+            made.append(make())
+        return made[0](address, size)
+
+    return read
+
+
 def _with_vmlinux(table: SymbolTable, vmlinux: str) -> SymbolTable:
     """kallsyms plus a debug vmlinux for source lines, shifted by the KASLR offset."""
     offset = table.lookup("_text").address - elf_symbols(vmlinux).lookup("_text").address
@@ -318,7 +330,7 @@ def _source(args: argparse.Namespace) -> tuple[SymbolTable, Reader, Arch]:
     table = kallsyms(args.kallsyms)
     if args.elf is not None:
         table = _with_vmlinux(table, args.elf)
-    return table, _kernel_reader(), host_arch()
+    return table, _lazy(_kernel_reader), host_arch()
 
 
 def _extent(location: Location, length: int | None) -> tuple[int, int]:
@@ -346,7 +358,14 @@ def cmd_disasm(args: argparse.Namespace) -> int:
     if length is not None and length <= 0:
         raise BadInput(f"--length {length}: give a positive number of bytes")
     table, read, arch = _source(args)
-    location = table.resolve(args.spec)
+    try:
+        location = table.resolve(args.spec)
+    except NotFound as exc:
+        if args.kernel or args.elf or args.pid:
+            raise
+        raise NotFound(
+            f"{exc} (the live kernel; for user code pass --elf FILE or --pid PID)"
+        ) from None
     start, size = _extent(location, length)
     lines = disassemble(table, start, size, read, arch, source=args.source)
     _emit(args, lines, location.address)

@@ -358,3 +358,15 @@ def test_aarch64_elf(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None
         check=True,
     ).stdout.splitlines()
     assert [f"{r['file']}:{r['line']}" for r in records] == [w.split(" ")[0] for w in where]
+
+
+def test_unknown_symbol_is_reported_before_the_kernel_is_read(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = fake_kernel(monkeypatch, tmp_path, None)  # no kcore, no kernel target
+    rc, out, err = run(["disasm", "main", "--kallsyms", str(path)], capsys)
+    assert (rc, out) == (2, "")
+    assert err == (
+        f"knockout: no symbol 'main' in {path} "
+        "(the live kernel; for user code pass --elf FILE or --pid PID)\n"
+    )
