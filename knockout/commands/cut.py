@@ -92,9 +92,8 @@ def _emit(args: argparse.Namespace, console: Console, event: str, planned: Cut) 
     elif event == "reverted":
         console.print(f"reverted: {planned.old.hex(' ')} restored at {planned.location}")
     else:
-        console.print(
-            f"left in place (journaled); undo with: knockout revert --all --pid {args.pid}"
-        )
+        which = f"--pid {args.pid}" if args.pid is not None else "--kernel"
+        console.print(f"left in place (journaled); undo with: knockout revert --all {which}")
 
 
 def _hold(target: Target, duration: float | None) -> None:
