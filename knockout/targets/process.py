@@ -517,16 +517,22 @@ class ProcessTarget:
         try:
             self._rewrite(cut, cut.old, cut.new)
         except BaseException:
-            self._forget_if_original(entry)
+            self._undo_partial(cut, entry)
             raise
         return AppliedCut(cut, handle=entry, mechanism="ptrace")
 
-    def _forget_if_original(self, entry: Entry) -> None:
-        """After a failed write: drop the journal entry unless the new bytes may be there."""
+    def _undo_partial(self, cut: Cut, entry: Entry) -> None:
+        """After an apply that failed or was interrupted (Ctrl-C once the bytes were
+        written): put the original back if the new bytes are there, then drop the
+        journal entry -- unless the original cannot be confirmed, for ``revert --all``."""
         try:
-            original = not self.alive() or self.read(entry.address, len(entry.old)) == entry.old
+            if self.alive() and self.read(cut.address, cut.size) == cut.new:
+                self._rewrite(cut, cut.new, cut.old)
+            original = not self.alive() or self.read(cut.address, cut.size) == cut.old
         except TargetGone:
             original = True
+        except KnockoutError:
+            original = False
         if original:
             self.journal.remove(entry)
 

@@ -227,6 +227,28 @@ def test_refusals_write_nothing(start: Start, journal: Journal) -> None:
     assert prog.sample() == [NORMAL] * 2
 
 
+def test_interrupted_apply_puts_the_original_back(
+    start: Start, journal: Journal, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C arriving just after the bytes were written: apply undoes its own write."""
+    prog = start(2)
+    target = ProcessTarget(prog.pid, journal=journal)
+    planned = plan_at(target, "compute", Return(42))
+    swap = ProcessTarget._swap
+
+    def swap_then_interrupt(self: ProcessTarget, cut: Cut, expect: bytes, write: bytes) -> None:
+        swap(self, cut, expect, write)
+        if write == planned.new:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(ProcessTarget, "_swap", swap_then_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        target.apply(planned)
+    assert journal.entries() == []
+    assert_original_code(prog, target)
+    assert prog.sample() == [NORMAL] * 2
+
+
 @pytest.mark.parametrize(
     ("tracer", "yama", "euid", "owner", "expected"),
     [
