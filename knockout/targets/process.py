@@ -139,6 +139,14 @@ def _process_arch(pid: int) -> Arch:
     return get_arch(machine)
 
 
+def _restorable(found: bytes, entry: Entry) -> bytes:
+    """The bytes a revert may write over: the cut's, or (after a write that a SIGKILL
+    cut short) any mix of the cut's and the original's, byte by byte."""
+    if all(f in (o, n) for f, o, n in zip(found, entry.old, entry.new, strict=True)):
+        return found
+    return entry.new  # the revert refuses: "expected <the cut's bytes>"
+
+
 @dataclass
 class _Thread:
     tid: int
@@ -569,8 +577,9 @@ class ProcessTarget:
             instructions=0,
         )
         try:
-            if self.read(entry.address, len(entry.old)) != entry.old:
-                self._rewrite(cut, entry.new, entry.old)
+            found = self.read(entry.address, len(entry.old))
+            if found != entry.old:
+                self._rewrite(cut, _restorable(found, entry), entry.old)
         except TargetGone:
             self.journal.remove(entry)
             raise TargetGone(

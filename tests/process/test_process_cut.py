@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -15,7 +16,7 @@ from knockout.cuts import Cut, Intent, RawBytes, Return, SetReg, Skip, SkipCall
 from knockout.errors import BadInput, UnsafeCut
 from knockout.journal import Journal
 from knockout.plan import plan_at
-from knockout.targets.process import ProcessTarget, explain_ptrace_refusal
+from knockout.targets.process import ProcessTarget, explain_ptrace_refusal, revert_journaled
 from tests.process.conftest import NORMAL, Program, wait_for
 
 Start = Callable[..., Program]
@@ -247,6 +248,45 @@ def test_interrupted_apply_puts_the_original_back(
     assert journal.entries() == []
     assert_original_code(prog, target)
     assert prog.sample() == [NORMAL] * 2
+
+
+def test_revert_after_a_torn_write_and_refusal_over_foreign_bytes(
+    start: Start, journal: Journal
+) -> None:
+    """revert_journaled restores over any byte-wise mix of cut and original (a write cut
+    short by SIGKILL), and refuses, keeping the entry, over bytes that are neither."""
+    prog = start(2)
+    target = ProcessTarget(prog.pid, journal=journal)
+    planned = plan_at(target, "compute", Return(42))
+    target.leave(target.apply(planned))
+    half = planned.size // 2
+    os.kill(prog.pid, signal.SIGSTOP)  # no thread runs the bytes written behind knockout's back
+    try:
+        poke(prog.pid, planned.address + half, planned.old[half:])  # the torn write
+        (outcome,) = revert_journaled(journal)
+        assert outcome.status == "reverted", outcome.message
+        assert target.read(planned.address, planned.size) == planned.old
+
+        target.leave(target.apply(planned))
+        poke(prog.pid, planned.address, b"\xcc")  # someone else's byte
+        (outcome,) = revert_journaled(journal)
+        assert outcome.status == "failed"
+        assert "expected b8 2a" in outcome.message or not X86
+        assert len(journal.entries()) == 1
+        poke(prog.pid, planned.address, planned.new[:1])
+        (outcome,) = revert_journaled(journal)
+        assert outcome.status == "reverted", outcome.message
+    finally:
+        os.kill(prog.pid, signal.SIGCONT)
+    assert journal.entries() == []
+    assert_original_code(prog, target)
+    assert prog.sample() == [NORMAL] * 2
+
+
+def poke(pid: int, address: int, data: bytes) -> None:
+    with open(f"/proc/{pid}/mem", "r+b", buffering=0) as mem:
+        mem.seek(address)
+        mem.write(data)
 
 
 @pytest.mark.parametrize(
