@@ -48,12 +48,13 @@ class SourceLine(NamedTuple):
 class CULines:
     """The decoded line table of one compile unit, sorted by address."""
 
-    def __init__(self, rows: list[tuple[int, int, int, bool]], files: list[str]) -> None:
+    def __init__(self, rows: list[tuple[int, int, int, bool, bool]], files: list[str]) -> None:
         rows.sort(key=lambda r: (r[0], not r[3]))  # by address; an end row first
         self.addresses = [r[0] for r in rows]
         self.file_index = [r[1] for r in rows]
         self.lines = [r[2] for r in rows]
         self.ends = [r[3] for r in rows]
+        self.stmts = [r[4] for r in rows]  # is_stmt: where a breakpoint for the line goes
         self.files = files
 
     def at(self, address: int) -> tuple[str, int] | None:
@@ -204,8 +205,8 @@ def _sleb(data: bytes, i: int) -> tuple[int, int]:
 
 def run_line_program(
     data: bytes, header: Any, little_endian: bool = True
-) -> list[tuple[int, int, int, bool]]:
-    """Run a DWARF line-number program: ``(address, file, line, end_sequence)`` rows.
+) -> list[tuple[int, int, int, bool, bool]]:
+    """Run a DWARF line-number program: ``(address, file, line, end_sequence, is_stmt)`` rows.
 
     ``data`` is the program's opcodes (after its header); ``header`` the
     header fields as pyelftools parses them.  A straight loop over bytes, a
@@ -217,11 +218,12 @@ def run_line_program(
     opcode_base = header["opcode_base"]
     lengths = header["standard_opcode_lengths"]
     default_file = 1
+    default_stmt = bool(header["default_is_stmt"])
     const_add = ((255 - opcode_base) // line_range) * min_len
     order: Literal["little", "big"] = "little" if little_endian else "big"
-    rows: list[tuple[int, int, int, bool]] = []
+    rows: list[tuple[int, int, int, bool, bool]] = []
     append = rows.append
-    address, file, line = 0, default_file, 1
+    address, file, line, stmt = 0, default_file, 1, default_stmt
     i, n = 0, len(data)
     while i < n:
         op = data[i]
@@ -230,18 +232,18 @@ def run_line_program(
             adjusted = op - opcode_base
             address += (adjusted // line_range) * min_len
             line += line_base + adjusted % line_range
-            append((address, file, line, False))
+            append((address, file, line, False, stmt))
         elif op == 0:
             length, i = _uleb(data, i)
             sub, end = data[i], i + length
             if sub == 1:  # DW_LNE_end_sequence
-                append((address, file, line, True))
-                address, file, line = 0, default_file, 1
+                append((address, file, line, True, stmt))
+                address, file, line, stmt = 0, default_file, 1, default_stmt
             elif sub == 2:  # DW_LNE_set_address
                 address = int.from_bytes(data[i + 1 : end], order)
             i = end
         elif op == 1:  # DW_LNS_copy
-            append((address, file, line, False))
+            append((address, file, line, False, stmt))
         elif op == 2:  # DW_LNS_advance_pc
             value, i = _uleb(data, i)
             address += value * min_len
@@ -250,6 +252,8 @@ def run_line_program(
             line += value
         elif op == 4:  # DW_LNS_set_file
             file, i = _uleb(data, i)
+        elif op == 6:  # DW_LNS_negate_stmt
+            stmt = not stmt
         elif op == 8:  # DW_LNS_const_add_pc
             address += const_add
         elif op == 9:  # DW_LNS_fixed_advance_pc
@@ -382,16 +386,35 @@ class DwarfLines:
             return []
         table = self._cu_lines(cu.cu_offset)
         wanted = {i for i, f in enumerate(table.files) if _suffix_match(f, file)}
+        addresses, lines, files = table.addresses, table.lines, table.file_index
+        clean = _not_closed_by_other_file(addresses, files)
         candidates = [
-            (table.lines[i], table.addresses[i])
-            for i in range(len(table.addresses))
-            if table.file_index[i] in wanted and table.lines[i] >= line and not table.ends[i]
+            (lines[i], addresses[i])
+            for i in range(len(addresses))
+            if clean[i]
+            if table.file_index[i] in wanted
+            and table.lines[i] >= line
+            and table.stmts[i]
+            and not table.ends[i]
         ]
         if not candidates:
             return []
         first = min(c[0] for c in candidates)
         path = table.files[min(wanted)]
         return [SourceLine(a, path, n) for n, a in candidates if n == first]
+
+
+def _not_closed_by_other_file(addresses: list[int], files: list[int]) -> list[bool]:
+    """Rows not followed at their address by a row of another file.
+
+    Such a row holds no code: as in gdb, the switch of file at the same
+    address closes the first file's range there (a breakpoint goes elsewhere).
+    """
+    clean = [True] * len(addresses)
+    for i in range(len(addresses) - 2, -1, -1):
+        if addresses[i + 1] == addresses[i]:
+            clean[i] = files[i + 1] == files[i] and clean[i + 1]
+    return clean
 
 
 def lines_for_addresses(rows: list[SourceLine], addresses: list[int]) -> list[SourceLine | None]:

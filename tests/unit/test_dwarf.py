@@ -78,24 +78,23 @@ def test_rows_interleave_like_addr2line(built: dict[str, Path]) -> None:
     assert [(r.file, r.line) if r else None for r in per_insn] == addr2line(path, addresses)
 
 
-def test_line_to_addresses_matches_gdb(built: dict[str, Path]) -> None:
+def test_line_to_address_is_gdbs_breakpoint(built: dict[str, Path]) -> None:
+    """``file.c:LINE`` resolves where gdb puts ``break file.c:LINE`` (next line with code)."""
     if shutil.which("gdb") is None:
         pytest.skip("needs gdb")
     path = built["demo"]
     lines = dwarf_lines(str(path))
     assert lines is not None
-    for line in (16, 17, 24):
-        out = subprocess.run(
-            ["gdb", "-batch", "-ex", f"info line demo.c:{line}", str(path)],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
-        match = re.search(r'Line (\d+) of "[^"]*demo.c" starts at address (0x[0-9a-f]+)', out)
-        assert match, out
-        hits = lines.addresses_for_line("demo.c", line)
-        assert hits and hits[0].line == int(match[1])
-        assert int(match[2], 16) in {h.address for h in hits}, line
+    wanted = (15, 16, 17, 20, 24, 25)  # 20 is blank: both move on to the next line with code
+    gdb = ["gdb", "-nx", "-batch", *(a for n in wanted for a in ("-ex", f"break demo.c:{n}"))]
+    out = subprocess.run([*gdb, str(path)], capture_output=True, text=True, check=True).stdout
+    expected = [
+        (int(m[1], 16), int(m[2]))
+        for m in re.finditer(r"Breakpoint \d+ at (0x[0-9a-f]+): file .*demo.c, line (\d+)", out)
+    ]
+    assert len(expected) == len(wanted), out
+    got = [lines.addresses_for_line("demo.c", n)[0] for n in wanted]
+    assert [(h.address, h.line) for h in got] == expected
 
 
 def test_line_spec_resolves_through_table(built: dict[str, Path]) -> None:
