@@ -534,7 +534,8 @@ class ProcessTarget:
         written): put the original back if the new bytes are there, then drop the
         journal entry -- unless the original cannot be confirmed, for ``revert --all``."""
         try:
-            if self.alive() and self.read(cut.address, cut.size) == cut.new:
+            there = self.read(cut.address, cut.size) if self.alive() else cut.old
+            if there != cut.old and there == cut.new:
                 self._rewrite(cut, cut.new, cut.old)
             original = not self.alive() or self.read(cut.address, cut.size) == cut.old
         except TargetGone:
