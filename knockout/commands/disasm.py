@@ -400,7 +400,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         description="Disassemble like gdb's 'disassemble /s': addresses, <symbol+off>, "
         "bytes, instructions and, with --source, the source lines.",
     )
-    p.add_argument("spec", nargs="?", help="SYMBOL, SYMBOL+0x150, 0xADDR or file.c:LINE")
+    p.add_argument(
+        "spec", nargs="?", help="SYMBOL, SYMBOL+0x150, SYMBOL@MODULE, 0xADDR or file.c:LINE"
+    )
     where = p.add_argument_group("where the bytes come from (default: the live kernel)")
     where.add_argument("--elf", metavar="FILE", help="an ELF file (with --kernel: a debug vmlinux)")
     where.add_argument("--pid", metavar="PID", help="a running process's memory")
