@@ -75,10 +75,12 @@ class Entry:
 
     @property
     def key(self) -> str:
+        """``PID-STARTTIME-ADDRESS``: the entry's file name, unique per cut site."""
         return f"{self.pid}-{self.start_time}-{self.address:x}"
 
     @property
     def end(self) -> int:
+        """The address just past the cut's bytes."""
         return self.address + len(self.old)
 
     def target_alive(self) -> bool:
@@ -92,12 +94,14 @@ class Entry:
         return start_time(self.holder_pid) == self.holder_start
 
     def to_json(self) -> dict[str, object]:
+        """A JSON-ready dict; bytes as hex."""
         data = asdict(self)
         data["old"], data["new"] = self.old.hex(), self.new.hex()
         return data
 
     @classmethod
     def from_json(cls, data: dict[str, object]) -> Entry:
+        """The inverse of :meth:`to_json`."""
         fields = dict(data)
         fields["old"] = bytes.fromhex(str(data["old"]))
         fields["new"] = bytes.fromhex(str(data["new"]))
