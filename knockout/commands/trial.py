@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -138,7 +139,7 @@ def cmd_trial(args: argparse.Namespace) -> int:
     cuts = plan_cuts(target, args)
     err = Console(stderr=True)
     for c in cuts:
-        err.print(f"cut {c.location} ({describe_intent(c.intent)}) in {c.target}")
+        err.print(escape(f"cut {c.location} ({describe_intent(c.intent)}) in {c.target}"))
     total = (1 if config.warmup else 0) + 2 * config.windows
     with Progress(
         TextColumn("{task.description}"),
@@ -148,11 +149,11 @@ def cmd_trial(args: argparse.Namespace) -> int:
         console=err,
         transient=True,
     ) as bar:
-        task = bar.add_task(f"trial on {symptom.name}", total=total)
+        task = bar.add_task(escape(f"trial on {symptom.name}"), total=total)
 
         def progress(w: Window, j: Judgement | None) -> None:
             note = f" -> {j.verdict} at {j.look.n}/arm" if j and j.look else ""
-            bar.update(task, advance=1, description=f"{w.arm:<8} {w.value:.4g}{note}")
+            bar.update(task, advance=1, description=escape(f"{w.arm:<8} {w.value:.4g}{note}"))
 
         result = run_trial(target, cuts, symptom, config, progress=progress)
     doc = result.as_dict()
@@ -176,7 +177,7 @@ def _ci(ci: tuple[float, float] | None, unit: str) -> str:
 def _report(out: Console, r: TrialResult) -> None:
     j = r.judgement
     assert j is not None
-    table = Table(title=f"{r.symptom}: baseline vs cut", show_edge=False)
+    table = Table(title=escape(f"{r.symptom}: baseline vs cut"), show_edge=False)
     for col in ("arm", "windows", "median", "95% CI"):
         table.add_column(col)
     for name, arm in (("baseline", j.baseline), ("cut", j.cut)):
@@ -187,14 +188,14 @@ def _report(out: Console, r: TrialResult) -> None:
         f"effect {j.effect:+.1%}{eci}; p(reduced)={j.p_reduced:.2g}, "
         f"p(within ±{j.design.min_effect:.0%})={j.p_equivalence:.2g}"
     )
-    out.print(f"[{_COLOURS[j.verdict]}]{j.verdict}[/]: {j.reason}")
+    out.print(f"[{_COLOURS[j.verdict]}]{j.verdict}[/]: {escape(j.reason)}")
     if r.heat:
-        out.print(f"heat: {r.heat}")
+        out.print(f"heat: {escape(r.heat)}")
         _heat_table(out, r)
     if r.mechanisms:
         out.print(f"applied by: {', '.join(r.mechanisms)}")
     for line in ([r.stopped] if r.stopped else []) + r.notes:
-        out.print(f"[yellow]note:[/] {line}")
+        out.print(f"[yellow]note:[/] {escape(line)}")
 
 
 def _heat_table(out: Console, r: TrialResult) -> None:
@@ -209,4 +210,4 @@ def _heat_table(out: Console, r: TrialResult) -> None:
 def _heat_row(h: dict[str, Any]) -> list[str]:
     pct = [f"{h[k] * 100:.1f}%" for k in ("baseline", "cut")]
     incl = [f"{h[k] * 100:.1f}%" for k in ("baseline_total", "cut_total")]
-    return [str(h["symbol"]), *pct, f"{h['delta'] * 100:+.1f}", *incl]
+    return [escape(str(h["symbol"])), *pct, f"{h['delta'] * 100:+.1f}", *incl]

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+from rich.console import Console
 
 from knockout import cli
 from knockout.commands import _target
@@ -14,7 +15,11 @@ from knockout.commands import trial as trial_cmd
 from knockout.commands.trial import parse_duration, parse_fraction
 from knockout.cuts import Cut, Intent, SetReg, Skip
 from knockout.errors import BadInput
+from knockout.measure.perf import Sample
+from knockout.measure.profile import describe_heat, heat_diff, profile_of
+from knockout.stats import Design, judge
 from knockout.targets import AppliedCut, Target
+from knockout.trial import TrialResult
 from tests.unit.test_trial_run import FakeTarget, make_cut
 
 
@@ -175,3 +180,19 @@ def test_config_from_args_profiles_the_process_with_its_pid() -> None:
     config = trial_cmd.config_from_args(args)
     assert (config.windows, config.window, config.alpha, config.min_effect) == (8, 0.3, 0.05, 0.2)
     assert config.perf_pid == 42 and not config.warmup
+
+
+def test_report_prints_bracketed_symbols_and_commands_verbatim() -> None:
+    """Rich markup must not eat ``[kernel.kallsyms]``-style names or commands with brackets."""
+    base = profile_of([Sample("a", 1, 1, 0.0, ("[kernel.kallsyms]",))] * 90)
+    cut = profile_of([Sample("a", 1, 1, 0.0, ("[vdso]",))] * 90)
+    design = Design(max_per_arm=6)
+    result = TrialResult([make_cut()], "cmd:'[ -e x ] || true'", "s", design)
+    result.judgement = judge([1.0] * 6, [0.5] * 6, design)
+    result.profile_diff = heat_diff(base, cut)
+    result.heat = describe_heat(result.profile_diff, "gone", busy=(90, 90))
+    console = Console(record=True, width=200)
+    trial_cmd._report(console, result)
+    text = console.export_text()
+    assert "[kernel.kallsyms]" in text and "[vdso]" in text
+    assert "cmd:'[ -e x ] || true'" in text
