@@ -65,6 +65,7 @@ __all__ = [
     "run_tests",
     "sequential_verdicts",
     "summarize_arm",
+    "verdict_at_look",
     "verdict_codes",
 ]
 
@@ -353,6 +354,17 @@ class Judgement:
             "planned_looks": [{"n": lk.n, "alpha": lk.alpha} for lk in self.design.looks],
             "ci_level": CI_LEVEL,
         }
+
+
+def verdict_at_look(
+    baseline: Sequence[float], cut: Sequence[float], design: Design
+) -> tuple[Look, Verdict] | None:
+    """The verdict if the arms are at a planned look, else None; cheap (no bootstrap)."""
+    look = design.look_at(len(baseline)) if len(baseline) == len(cut) else None
+    if look is None:
+        return None
+    code = int(verdict_codes(run_tests(baseline, cut, design), design, look.alpha))
+    return look, _NAMES[code]
 
 
 def judge(baseline: Sequence[float], cut: Sequence[float], design: Design) -> Judgement:

@@ -30,11 +30,11 @@ from typing import Any, Literal
 
 from knockout.cuts import Cut, Identity, describe_intent
 from knockout.errors import BadInput, Refused, TargetGone
-from knockout.measure.perf import Recorder
+from knockout.measure.perf import Recorder, between
 from knockout.measure.profile import HeatShift, Profile, describe_heat, heat_diff, merge
 from knockout.measure.profile import profile_of as _profile_of
 from knockout.measure.symptoms import ProfileSymptom, Symptom, SymptomFailed
-from knockout.stats import Design, Judgement, judge
+from knockout.stats import Design, Judgement, Look, Verdict, judge, verdict_at_look
 from knockout.targets import Target, cut, reverting_on_signals
 
 __all__ = [
@@ -174,15 +174,24 @@ def abba(per_arm: int) -> Iterator[Arm]:
         done += len(block) // 2
 
 
-#: called after every window with the window and the judgement so far (None before a look)
-Progress = Callable[[Window, Judgement | None], None]
+#: called after every window with the window and, at a planned look, the look and verdict
+Progress = Callable[[Window, tuple[Look, Verdict] | None], None]
 
 
 class _Profiler:
-    """The trial's perf recording, or nothing (with the reason kept as a note)."""
+    """The trial's perf recording, or nothing (with the reason kept as a note).
 
-    def __init__(self, config: TrialConfig, workdir: Path, notes: list[str]) -> None:
+    Each window's part of the recording is cut off at the window's end; it
+    is read (``perf script``, slow in a TCG guest) only after the trial,
+    unless the symptom itself needs the profile (``eager``).
+    """
+
+    def __init__(
+        self, config: TrialConfig, workdir: Path, notes: list[str], *, eager: bool
+    ) -> None:
         self.recorder: Recorder | None = None
+        self.eager = eager
+        self.pending: dict[int, tuple[Path, float, float]] = {}
         if not config.profile:
             return
         rec = Recorder(workdir, pid=config.perf_pid, kallsyms=config.kallsyms)
@@ -193,10 +202,30 @@ class _Profiler:
             return
         self.recorder = rec
 
-    def window(self, start: float, end: float) -> Profile | None:
+    def window(self, index: int, start: float, end: float) -> Profile | None:
+        """Cut the window off the recording; its profile now if eager, else later."""
         if self.recorder is None:
             return None
-        return _profile_of(self.recorder.window(start, end))
+        data = self.recorder.rotate()
+        if data is None:
+            return None
+        if self.eager:
+            return _profile_of(between(self.recorder.script(data), start, end))
+        self.pending[index] = (data, start, end)
+        return None
+
+    def collect(self, windows: list[Window]) -> list[Window]:
+        """``windows`` with the profiles read from the pending parts of the recording."""
+        if self.recorder is None:
+            return windows
+        out = []
+        for w in windows:
+            pending = self.pending.pop(w.index, None)
+            if pending is not None:
+                data, start, end = pending
+                w = replace(w, profile=_profile_of(between(self.recorder.script(data), start, end)))
+            out.append(w)
+        return out
 
     def stop(self) -> None:
         if self.recorder is not None:
@@ -238,7 +267,7 @@ def _measure(symptom: Symptom, seconds: float, profiler: _Profiler, index: int, 
     start = time.monotonic()
     value = symptom.measure(seconds)
     end = time.monotonic()
-    profile = profiler.window(start, end)
+    profile = profiler.window(index, start, end)
     if isinstance(symptom, ProfileSymptom):
         if profile is None:
             raise SymptomFailed(f"{symptom.name} needs perf profiles and there are none")
@@ -274,7 +303,8 @@ def run_trial(
         )
     began = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="knockout-trial-") as tmp:
-        profiler = _Profiler(config, workdir or Path(tmp), result.notes)
+        eager = isinstance(symptom, ProfileSymptom)
+        profiler = _Profiler(config, workdir or Path(tmp), result.notes, eager=eager)
         if isinstance(symptom, ProfileSymptom) and profiler.recorder is None:
             raise BadInput(f"{symptom.name} needs perf: {' '.join(result.notes[-1:])}")
         arms = _Arms(target, cuts, result.mechanisms)
@@ -290,7 +320,10 @@ def run_trial(
         finally:
             with contextlib.suppress(TargetGone):
                 arms.close()
-            profiler.stop()
+            try:
+                result.windows = profiler.collect(result.windows)
+            finally:
+                profiler.stop()
     result.seconds = time.monotonic() - began
     _conclude(result)
     return result
@@ -316,12 +349,10 @@ def _loop(
         w = _measure(symptom, config.window, profiler, index, arm)
         result.windows.append(w)
         index += 1
-        base, cutv = result.values("baseline"), result.values("cut")
-        look = result.design.look_at(len(base)) if len(base) == len(cutv) else None
-        j = judge(base, cutv, result.design) if look else None
+        at_look = verdict_at_look(result.values("baseline"), result.values("cut"), result.design)
         if progress:
-            progress(w, j)
-        if j is not None and j.verdict != "inconclusive":
+            progress(w, at_look)
+        if at_look is not None and at_look[1] != "inconclusive":
             arms.enter("baseline")
             return
     arms.enter("baseline")

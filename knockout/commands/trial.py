@@ -28,7 +28,7 @@ from knockout.cuts import Cut, Intent, describe_intent
 from knockout.errors import BadInput
 from knockout.measure.symptoms import parse_symptom
 from knockout.plan import plan_at
-from knockout.stats import Judgement
+from knockout.stats import Look, Verdict
 from knockout.targets import Target
 from knockout.trial import TrialConfig, TrialResult, Window, run_trial
 
@@ -151,8 +151,8 @@ def cmd_trial(args: argparse.Namespace) -> int:
     ) as bar:
         task = bar.add_task(escape(f"trial on {symptom.name}"), total=total)
 
-        def progress(w: Window, j: Judgement | None) -> None:
-            note = f" -> {j.verdict} at {j.look.n}/arm" if j and j.look else ""
+        def progress(w: Window, at_look: tuple[Look, Verdict] | None) -> None:
+            note = f" -> {at_look[1]} at {at_look[0].n}/arm" if at_look else ""
             bar.update(task, advance=1, description=escape(f"{w.arm:<8} {w.value:.4g}{note}"))
 
         result = run_trial(target, cuts, symptom, config, progress=progress)

@@ -32,6 +32,7 @@ __all__ = [
     "PERF_SCRIPT_FIELDS",
     "Recorder",
     "Sample",
+    "between",
     "parse_script",
     "perf_problem",
 ]
@@ -109,6 +110,11 @@ def _sample(head: re.Match[str], stack: list[str]) -> Sample:
         time=float(head["time"]),
         stack=tuple(stack),
     )
+
+
+def between(samples: Iterable[Sample], start: float, end: float) -> list[Sample]:
+    """The samples taken from ``start`` to ``end`` (seconds on the recording's clock)."""
+    return [s for s in samples if start <= s.time <= end]
 
 
 def perf_problem(system_wide: bool = True) -> str | None:
@@ -190,8 +196,8 @@ class Recorder:
         text = self._log.read_text(errors="replace") if self._log.exists() else ""
         return [Path(m["path"]) for m in _DUMP.finditer(text)]
 
-    def _rotate(self, timeout: float = 15.0) -> Path | None:
-        """Make perf write what it has recorded so far; the new file, or None."""
+    def rotate(self, timeout: float = 15.0) -> Path | None:
+        """Make perf write what it has recorded so far to a new file; that file, or None."""
         if self._proc is None or self._proc.poll() is not None:
             return None
         want = self._seen_dumps + 1
@@ -221,10 +227,10 @@ class Recorder:
 
     def window(self, start: float, end: float) -> list[Sample]:
         """The samples taken between ``start`` and ``end`` (``time.monotonic()`` values)."""
-        data = self._rotate()
+        data = self.rotate()
         if data is None:
             return []
-        return [s for s in self.script(data) if start <= s.time <= end]
+        return between(self.script(data), start, end)
 
     def stop(self) -> None:
         """Stop perf and remove its files."""
