@@ -7,7 +7,10 @@ Fixtures (tests/fixtures/):
   server`` (perf 6.1, host kernel 6.18), then ``perf script -F
   comm,pid,tid,time,ip,sym,dso --ns``;
 * ``perf-script-dwarf.txt`` -- the server alone, ``-p PID --call-graph
-  dwarf,8192 -F 199``: an -O2 binary without frame pointers, whole stacks.
+  dwarf,8192 -F 199``: an -O2 binary without frame pointers, whole stacks;
+* ``perf-script-guest.txt`` -- in the TCG guest (Debian 6.1 kernel, perf 6.1),
+  ``perf record -a -g -e cpu-clock -F 499 -- dd if=/dev/zero of=/dev/null
+  bs=1M count=300``, first 247 samples.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ from knockout.measure import (
 FIXTURES = Path(__file__).parents[1] / "fixtures"
 SYSTEM = FIXTURES / "perf-script-system.txt"
 DWARF = FIXTURES / "perf-script-dwarf.txt"
+GUEST = FIXTURES / "perf-script-guest.txt"
 _HEADER = re.compile(r"^\S.*\s\d+/\d+\s+\d+\.\d+:")
 
 
@@ -50,7 +54,7 @@ def _samples(path: Path) -> list[Sample]:
 # -- perf script parsing -------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("path", [SYSTEM, DWARF])
+@pytest.mark.parametrize("path", [SYSTEM, DWARF, GUEST])
 def test_every_sample_of_a_real_output_is_parsed(path: Path) -> None:
     text = path.read_text()
     headers = [ln for ln in text.splitlines() if _HEADER.match(ln)]
@@ -80,6 +84,17 @@ def test_dwarf_stacks_reach_the_planted_function_through_O2_code() -> None:
     for s in burning:
         i = s.stack.index("planted_cost")
         assert s.stack[i + 1 : i + 3] == ("handle", "serve")
+
+
+def test_guest_profile_shows_the_read_path_of_dev_zero() -> None:
+    samples = _samples(GUEST)
+    prof = profile_of(samples)
+    assert prof.idle == sum(1 for s in samples if s.comm == "swapper")
+    assert prof.top(1)[0][0] == "clear_user_erms"
+    dd = [s for s in samples if s.comm == "dd" and "read_zero" in s.stack]
+    assert len(dd) > 50
+    for s in dd:
+        assert s.stack[s.stack.index("read_zero") + 1] == "vfs_read"
 
 
 def test_parse_odd_lines() -> None:

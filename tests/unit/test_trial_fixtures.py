@@ -11,6 +11,8 @@ shared with other builds, with 0.4-0.5 s windows:
   ``--higher-is-better``
 * ``trial-sys-gone``   -- ``planted_cost --return 0``, ``sys``, with ``planted hammer`` driving
 * ``trial-sys-aa``     -- ``planted_cost --aa``, ``sys``, ``--min-effect 30%``
+* ``trial-kernel-gone``-- in the TCG guest, ``read_zero --return 0 --kernel``,
+  ``cmd:'dd if=/dev/zero of=/dev/null bs=1M count=500'``, 1 s windows
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ def _design(doc: dict[str, Any], **changes: Any) -> Design:
         ("trial-metric-gone", "gone"),
         ("trial-sys-gone", "gone"),
         ("trial-sys-aa", "persists"),
+        ("trial-kernel-gone", "gone"),
     ],
 )
 def test_saved_trials_judge_the_same_again(name: str, verdict: str) -> None:
@@ -89,3 +92,12 @@ def test_saved_profiles_show_the_heat_of_the_planted_cost() -> None:
     cold = _load("trial-cmd-cold")
     top = {h["symbol"]: h for h in cold["profile_diff"]}
     assert top["read_zero"]["baseline"] > 0.5 and top["read_zero"]["cut"] > 0.5
+
+
+def test_saved_kernel_trial_shows_the_syscall_path_cost_gone() -> None:
+    doc = _load("trial-kernel-gone")
+    assert doc["mechanisms"] == ["text_poke_bp+stub"]
+    diff = {h["symbol"]: h for h in doc["profile_diff"]}
+    assert diff["clear_user_erms"]["baseline"] > 0.5 > diff["clear_user_erms"]["cut"]
+    assert diff["read_zero"]["baseline_total"] > 0.5 and diff["read_zero"]["cut_total"] < 0.05
+    assert doc["heat"].startswith("clear_user_erms \u2212") and doc["heat"].endswith("symptom gone")
