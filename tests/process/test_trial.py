@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 
 from knockout.cuts import Cut, Identity, Intent, Return
-from knockout.measure import CommandTime, Symptom, SysShare, perf_problem
+from knockout.measure import CommandTime, Hot, Symptom, SysShare, perf_problem
 from knockout.plan import plan_at
 from knockout.targets.process import ProcessTarget
 from knockout.trial import TrialConfig, TrialResult, run_trial
@@ -100,6 +100,22 @@ def test_cutting_the_planted_cost_is_gone_and_the_heat_left(server: Server) -> N
 
 #: null cuts: judged at alpha 0.05 and min-effect 30% so that a loaded shared host decides
 NULL = TrialConfig(windows=10, window=0.4, profile=False, alpha=0.05, min_effect=0.3)
+
+
+def test_hot_symbol_share_is_read_from_each_window_profile(server: Server) -> None:
+    if perf_problem(system_wide=False) is not None:
+        pytest.skip(f"no profile: {perf_problem(system_wide=False)}")
+    config = TrialConfig(windows=10, window=0.3, perf_pid=server.pid)
+    hammer = subprocess.Popen(server.client("hammer", "5").split())
+    try:
+        result, _, _ = _trial(server, "planted_cost", Return(0), Hot("planted_cost"), config)
+    finally:
+        hammer.terminate()
+        hammer.wait(timeout=10)
+    assert result.verdict == "gone", _why(result)
+    j = result.judgement
+    assert j is not None and j.baseline.median > 50 > j.cut.median
+    assert any("moves the heat" in note for note in result.notes)
 
 
 def test_cutting_a_cold_function_persists(server: Server) -> None:
