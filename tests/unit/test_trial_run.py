@@ -224,3 +224,16 @@ def test_json_has_what_the_issue_asks() -> None:
         assert low <= doc[arm]["median"] <= high
     assert doc["windows"][0]["arm"] == "warmup"
     assert doc["verdict"] == "gone" and not math.isnan(doc["p_value"])
+
+
+def test_without_perf_the_trial_goes_on_with_the_symptom_alone(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("shutil.which", lambda _: None)
+    target = FakeTarget()
+    c = make_cut()
+    config = TrialConfig(windows=10, window=0.0, profile=True)
+    result = run_trial(target, [c], FakeSymptom(target, c), config)
+    assert result.verdict == "gone"
+    assert any("apt-get install linux-perf" in n and "symptom alone" in n for n in result.notes)
+    assert result.profile_diff == [] and result.heat == ""
