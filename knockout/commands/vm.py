@@ -59,6 +59,13 @@ def register(subparsers: Any) -> None:
         "loose runs programs faster but may show stale files",
     )
     p.add_argument(
+        "--no-pvh",
+        dest="pvh",
+        action="store_false",
+        help="boot the bzImage through firmware and decompressor (slower; KASLR on) "
+        "instead of its vmlinux through PVH",
+    )
+    p.add_argument(
         "--append", action="append", default=[], metavar="ARG", help="extra kernel argument"
     )
     p.add_argument(
@@ -108,6 +115,7 @@ def cmd_vm(args: argparse.Namespace) -> int:
         rwdirs=args.rwdir,
         perf_friendly=args.perf_friendly,
         root_cache=args.root_cache,
+        pvh=args.pvh,
         kernel_args=args.append,
         on_wait=_note,
     )

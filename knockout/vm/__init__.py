@@ -10,7 +10,7 @@ holds an exclusive flock on :data:`LOCK_PATH`.
 from __future__ import annotations
 
 from knockout.vm._initramfs import build_initramfs, cache_dir
-from knockout.vm._qemu import choose_accel, default_kernel, kernel_release
+from knockout.vm._qemu import choose_accel, default_kernel, kernel_release, pvh_vmlinux
 from knockout.vm._session import (
     LOCK_PATH,
     ROOT_CACHES,
@@ -31,5 +31,6 @@ __all__ = [
     "choose_accel",
     "default_kernel",
     "kernel_release",
+    "pvh_vmlinux",
     "run_in_guest",
 ]

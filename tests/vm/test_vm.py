@@ -25,6 +25,7 @@ from knockout.vm import (
     choose_accel,
     default_kernel,
     kernel_release,
+    pvh_vmlinux,
     run_in_guest,
 )
 from tests.vm.conftest import Guest
@@ -51,6 +52,15 @@ def test_accel_follows_cpu_flags(monkeypatch: pytest.MonkeyPatch) -> None:
     assert choose_accel() == "tcg"
 
 
+def test_pvh_vmlinux_is_the_kernels_elf() -> None:
+    vmlinuz = default_kernel()
+    vmlinux = pvh_vmlinux(vmlinuz)
+    assert vmlinux is not None, "Debian's amd64 kernel has CONFIG_PVH=y"
+    head = vmlinux.read_bytes()[:4]
+    assert head == b"\x7fELF"
+    assert pvh_vmlinux(vmlinuz) == vmlinux  # cached
+
+
 def test_initramfs_is_a_cpio_the_cpio_tool_reads(tmp_path: Path) -> None:
     release = kernel_release(default_kernel())
     image = build_initramfs(release, tmp_path)
@@ -71,6 +81,7 @@ def test_runs_debians_kernel(guest: Guest) -> None:
     assert release == kernel_release(default_kernel())
     assert release.startswith("6.1.")
     assert uid == "0"
+    assert guest.session.boot_image.suffix == ".elf"  # booted through PVH
     print(f"\nguest boot: {guest.boot_seconds[-1]:.2f} s to the first command")
 
 
