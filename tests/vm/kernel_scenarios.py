@@ -213,6 +213,32 @@ def scenario_sigkill(out: Result, args: list[str]) -> None:
     )
 
 
+def scenario_cli(out: Result, args: list[str]) -> None:
+    """knockout cut/list/revert --kernel, as a user types them."""
+    knockout = [sys.executable, "-m", "knockout"]
+    real = os.getppid()
+    cmd = [*knockout, "cut", GETPPID, "--kernel", "--return", "42", "--for", "120", "--json"]
+    child = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while os.getppid() != 42 and child.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    out["during"] = os.getppid()
+    listed = subprocess.run(
+        [*knockout, "list", "--kernel", "--json"], capture_output=True, text=True
+    )
+    out["list_rc"], out["list"] = listed.returncode, listed.stdout + listed.stderr
+    reverted = subprocess.run(
+        [*knockout, "revert", "--all", "--kernel"], capture_output=True, text=True
+    )
+    out["revert_rc"], out["revert"] = reverted.returncode, reverted.stdout + reverted.stderr
+    out["after_revert"] = os.getppid()
+    child.send_signal(signal.SIGTERM)
+    stdout, stderr = child.communicate(timeout=120)
+    out.update(real=real, cut_rc=child.returncode, cut_stdout=stdout, cut_stderr=stderr)
+    empty = subprocess.run([*knockout, "list", "--kernel"], capture_output=True, text=True)
+    out["list_after"] = empty.stdout.strip()
+
+
 def _kallsyms() -> dict[str, tuple[int, str]]:
     syms: dict[str, tuple[int, str]] = {}
     with open("/proc/kallsyms") as f:
@@ -353,6 +379,7 @@ SCENARIOS = {
     "stress": scenario_stress,
     "sigkill": scenario_sigkill,
     "hostile": scenario_hostile,
+    "cli": scenario_cli,
 }
 
 

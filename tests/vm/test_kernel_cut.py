@@ -20,14 +20,15 @@ from typing import Any
 import pytest
 
 from knockout.targets.kernel import build_module
-from knockout.vm import default_kernel, kernel_release
+from knockout.vm import GuestSession, default_kernel, kernel_release
+from knockout.vm import _session as vm_session
 from tests.vm.conftest import Guest
 
 REPO = Path(__file__).resolve().parents[2]
 PY = REPO / ".venv" / "bin" / "python"
 #: cycles for the stress test; the guest is TCG, so the budget caps it
 STRESS_CYCLES = int(os.environ.get("KNOCKOUT_STRESS_CYCLES", "10000"))
-STRESS_BUDGET = float(os.environ.get("KNOCKOUT_STRESS_BUDGET", "240"))
+STRESS_BUDGET = float(os.environ.get("KNOCKOUT_STRESS_BUDGET", "150"))
 
 
 @pytest.fixture(scope="module")
@@ -95,19 +96,44 @@ def test_each_intent_changes_a_syscall_and_reverts_exactly(loaded: Guest) -> Non
     loaded.assert_dmesg_clean()
 
 
-def test_cut_revert_cycles_while_two_cpus_run_the_function(loaded: Guest) -> None:
-    r = _scenario(loaded, "stress", STRESS_CYCLES, STRESS_BUDGET, timeout=STRESS_BUDGET + 300)
+@pytest.fixture()
+def single_thread_tcg(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Boot the next guest with one TCG thread for both vCPUs.
+
+    Multi-threaded TCG does not give x86's cross-modifying-code guarantee: a
+    vCPU can run a translation of the INT3 that text_poke_bp() already took
+    out (measured: one "int3: 0000 [#1]" at the patch site after ~5600
+    cycles, with text_poke_bp's sync IPIs done).  One TCG thread still runs
+    two vCPUs concurrently (interleaved), and executes exactly what is in
+    memory.  (The vm runner has no accel option yet; this sets it here.)
+    """
+    monkeypatch.setattr(vm_session, "choose_accel", lambda: "tcg,thread=single")
+
+
+def test_cut_revert_cycles_while_two_cpus_run_the_function(
+    single_thread_tcg: None, ko: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "stress.json"
+    argv = f"stress {out} {STRESS_CYCLES} {STRESS_BUDGET}"
+    with GuestSession(rwdirs=[tmp_path]) as g:
+        result = g.run(
+            f"insmod {ko} && cd {REPO} && {PY} -m tests.vm.kernel_scenarios {argv}; "
+            "echo dmesg-problems: $(dmesg | grep -cE 'int3:|Oops|BUG:|WARNING:|Call Trace')",
+            timeout=STRESS_BUDGET + 300,
+        )
+    assert out.exists(), result.output
+    r = json.loads(out.read_text())
     print(
         f"\nstress: {r['cycles']} cycles in {r['seconds']:.1f} s ({r['rate']:.0f}/s, "
         f"median {r['median_ms']:.2f} ms), workers {r['worker_calls']} calls, "
         f"saw the cut {r['worker_saw_cut']}"
     )
+    assert "dmesg-problems: 0" in result.output, result.output
     assert r["identical"], r
     assert r["remaining"] == [], r
     assert r["worker_bad"] == [0, 0], r
     assert all(n > 0 for n in r["worker_saw_cut"]), r  # the cut really ran on both
     assert r["cycles"] >= min(STRESS_CYCLES, 1000), r
-    loaded.assert_dmesg_clean()
 
 
 def test_sigkill_with_a_cut_active_restores_the_text_within_ttl(loaded: Guest) -> None:
@@ -128,6 +154,24 @@ def test_hostile_commands_are_all_refused_and_write_nothing(loaded: Guest) -> No
     assert r["unchanged"], r["changed"]
     assert r["remaining"] == [], r
     assert all(w <= 1 for w in r["revert_wins"]), r["revert_wins"]
+    loaded.assert_dmesg_clean()
+
+
+def test_cli_cut_list_revert_kernel(loaded: Guest) -> None:
+    r = _scenario(loaded, "cli")
+    assert r["during"] == 42, r
+    assert r["list_rc"] == 0, r
+    rows = json.loads(r["list"])
+    assert [row["kind"] for row in rows] == ["kernel"], rows
+    assert rows[0]["location"].endswith("getppid+0x5"), rows
+    assert rows[0]["mechanism"] == "text_poke_bp+stub", rows
+    assert (r["revert_rc"], r["revert"].strip()) == (0, "kernel: reverted 1 cut"), r
+    assert r["after_revert"] == r["real"], r
+    # the holder finds its cut already reverted and exits cleanly
+    assert r["cut_rc"] == 0, r
+    events = [json.loads(line)["event"] for line in r["cut_stdout"].splitlines()]
+    assert events == ["applied", "reverted"], r
+    assert r["list_after"] == "no cuts in place", r
     loaded.assert_dmesg_clean()
 
 
