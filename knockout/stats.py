@@ -38,18 +38,26 @@ synthetic trials are judged at once by the same code that judges a real one.
 from __future__ import annotations
 
 import functools
+import importlib
 import math
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
+from types import ModuleType
 from typing import Any, Literal
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
-from scipy import stats as sps
 
 from knockout.errors import BadInput
+
+
+@functools.cache
+def _sps() -> ModuleType:
+    """scipy.stats, imported on first use: it costs ~0.5 s, and every CLI command imports us."""
+    return importlib.import_module("scipy.stats")
+
 
 __all__ = [
     "ArmSummary",
@@ -116,7 +124,7 @@ def _exact_p_for_u(n: int, u: int) -> float:
         above.append(take)
         left -= take
     cut = np.array([2.0 * c - 1.0 + 1e-3 * j for j, c in enumerate(sorted(above))])
-    return float(sps.mannwhitneyu(cut, baseline, alternative="less", method="exact").pvalue)
+    return float(_sps().mannwhitneyu(cut, baseline, alternative="less", method="exact").pvalue)
 
 
 def plan_looks(
@@ -194,7 +202,7 @@ class Tests:
 def _mwu(x: NDArray[np.float64], y: NDArray[np.float64], alternative: str) -> NDArray[np.float64]:
     """One-sided Mann--Whitney U p-values, x against y, along the last axis."""
     method = "exact" if max(x.shape[-1], y.shape[-1]) <= _EXACT_MAX else "asymptotic"
-    res = sps.mannwhitneyu(x, y, alternative=alternative, method=method, axis=-1)
+    res = _sps().mannwhitneyu(x, y, alternative=alternative, method=method, axis=-1)
     return np.asarray(res.pvalue, dtype=np.float64)
 
 
@@ -277,7 +285,7 @@ def bootstrap_ci(
         return None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # degenerate data: scipy warns, the CI is then a point
-        res = sps.bootstrap(
+        res = _sps().bootstrap(
             tuple(np.asarray(s, dtype=np.float64) for s in samples),
             statistic,
             n_resamples=_RESAMPLES,
