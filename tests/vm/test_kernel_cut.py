@@ -96,46 +96,6 @@ def test_each_intent_changes_a_syscall_and_reverts_exactly(loaded: Guest) -> Non
     loaded.assert_dmesg_clean()
 
 
-@pytest.fixture()
-def single_thread_tcg(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Boot the next guest with one TCG thread for both vCPUs.
-
-    Multi-threaded TCG does not give x86's cross-modifying-code guarantee: a
-    vCPU can run a translation of the INT3 that text_poke_bp() already took
-    out (measured: one "int3: 0000 [#1]" at the patch site after ~5600
-    cycles, with text_poke_bp's sync IPIs done).  One TCG thread still runs
-    two vCPUs concurrently (interleaved), and executes exactly what is in
-    memory.  (The vm runner has no accel option yet; this sets it here.)
-    """
-    monkeypatch.setattr(vm_session, "choose_accel", lambda: "tcg,thread=single")
-
-
-def test_cut_revert_cycles_while_two_cpus_run_the_function(
-    single_thread_tcg: None, ko: Path, tmp_path: Path
-) -> None:
-    out = tmp_path / "stress.json"
-    argv = f"stress {out} {STRESS_CYCLES} {STRESS_BUDGET}"
-    with GuestSession(rwdirs=[tmp_path]) as g:
-        result = g.run(
-            f"insmod {ko} && cd {REPO} && {PY} -m tests.vm.kernel_scenarios {argv}; "
-            "echo dmesg-problems: $(dmesg | grep -cE 'int3:|Oops|BUG:|WARNING:|Call Trace')",
-            timeout=STRESS_BUDGET + 300,
-        )
-    assert out.exists(), result.output
-    r = json.loads(out.read_text())
-    print(
-        f"\nstress: {r['cycles']} cycles in {r['seconds']:.1f} s ({r['rate']:.0f}/s, "
-        f"median {r['median_ms']:.2f} ms), workers {r['worker_calls']} calls, "
-        f"saw the cut {r['worker_saw_cut']}"
-    )
-    assert "dmesg-problems: 0" in result.output, result.output
-    assert r["identical"], r
-    assert r["remaining"] == [], r
-    assert r["worker_bad"] == [0, 0], r
-    assert all(n > 0 for n in r["worker_saw_cut"]), r  # the cut really ran on both
-    assert r["cycles"] >= min(STRESS_CYCLES, 1000), r
-
-
 def test_sigkill_with_a_cut_active_restores_the_text_within_ttl(loaded: Guest) -> None:
     r = _scenario(loaded, "sigkill", 1.0)
     assert "error" not in r, r
@@ -190,3 +150,45 @@ def test_unload_reverts_and_reload_works(loaded: Guest, ko: Path) -> None:
     assert during == "42" and after != "42"
     assert "knockout: revert" in "\n".join(loaded.dmesg()[-5:])
     loaded.assert_dmesg_clean()
+
+
+# last: it boots its own guest (see single_thread_tcg)
+@pytest.fixture()
+def single_thread_tcg(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Boot the next guest with one TCG thread for both vCPUs.
+
+    Multi-threaded TCG does not give x86's cross-modifying-code guarantee: a
+    vCPU can run a translation of the INT3 that text_poke_bp() already took
+    out (measured: one "int3: 0000 [#1]" at the patch site after ~5600
+    cycles, with text_poke_bp's sync IPIs done).  One TCG thread still runs
+    two vCPUs concurrently (interleaved), and executes exactly what is in
+    memory.  (The vm runner has no accel option yet; this sets it here.)
+    """
+    monkeypatch.setattr(vm_session, "choose_accel", lambda: "tcg,thread=single")
+
+
+def test_cut_revert_cycles_while_two_cpus_run_the_function(
+    guest: Guest, single_thread_tcg: None, ko: Path, tmp_path: Path
+) -> None:
+    guest.reboot()  # its own guest: power the shared one off (and free the lock) first
+    out = tmp_path / "stress.json"
+    argv = f"stress {out} {STRESS_CYCLES} {STRESS_BUDGET}"
+    with GuestSession(rwdirs=[tmp_path]) as g:
+        result = g.run(
+            f"insmod {ko} && cd {REPO} && {PY} -m tests.vm.kernel_scenarios {argv}; "
+            "echo dmesg-problems: $(dmesg | grep -cE 'int3:|Oops|BUG:|WARNING:|Call Trace')",
+            timeout=STRESS_BUDGET + 300,
+        )
+    assert out.exists(), result.output
+    r = json.loads(out.read_text())
+    print(
+        f"\nstress: {r['cycles']} cycles in {r['seconds']:.1f} s ({r['rate']:.0f}/s, "
+        f"median {r['median_ms']:.2f} ms), workers {r['worker_calls']} calls, "
+        f"saw the cut {r['worker_saw_cut']}"
+    )
+    assert "dmesg-problems: 0" in result.output, result.output
+    assert r["identical"], r
+    assert r["remaining"] == [], r
+    assert r["worker_bad"] == [0, 0], r
+    assert all(n > 0 for n in r["worker_saw_cut"]), r  # the cut really ran on both
+    assert r["cycles"] >= min(STRESS_CYCLES, 1000), r
