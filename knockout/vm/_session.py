@@ -502,9 +502,17 @@ def run_in_guest(
     env: Mapping[str, str] | None = None,
     cwd: str = "/",
     perf_friendly: bool = False,
+    root_cache: str = "mmap",
+    pvh: bool = True,
+    kernel_args: Sequence[str] = (),
+    boot_timeout: float = 120.0,
     on_output: OutputCallback | None = None,
 ) -> GuestResult:
-    """Boot a guest, run one command in it, power it off; see :class:`GuestSession`."""
+    """Boot a guest, run one command in it, power it off; see :class:`GuestSession`.
+
+    ``timeout`` is the command's; the boot has ``boot_timeout`` on top (the
+    wait for another guest's lock counts in neither).
+    """
     if rwdir is None:
         rwdirs: list[Path | str] = []
     elif isinstance(rwdir, (str, Path)):
@@ -517,7 +525,10 @@ def run_in_guest(
         cpus=cpus,
         rwdirs=rwdirs,
         perf_friendly=perf_friendly,
-        boot_timeout=timeout,
+        root_cache=root_cache,
+        pvh=pvh,
+        kernel_args=kernel_args,
+        boot_timeout=boot_timeout,
     )
     with session:
         return session.run(command, timeout=timeout, env=env, cwd=cwd, on_output=on_output)

@@ -37,6 +37,10 @@ DMESG_PROBLEM = re.compile(
 )
 
 
+#: (boots, boot seconds) of every Guest this session, for the terminal summary
+_BOOTS: list[float] = []
+
+
 class Guest:
     """The vm tier's guest: booted lazily, rebooted after it dies.
 
@@ -64,6 +68,7 @@ class Guest:
             self._session = session
             self.boots += 1
             self.boot_seconds.append(session.boot_seconds)
+            _BOOTS.append(session.boot_seconds)
             self._dmesg_seen = 0
         return self._session
 
@@ -130,6 +135,16 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.vm)
 
 
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Say how many times the ``guest`` fixture booted, and how fast."""
+    if _BOOTS:
+        seconds = ", ".join(f"{s:.1f}" for s in _BOOTS)
+        terminalreporter.write_line(
+            f"vm tier: the guest fixture booted {len(_BOOTS)} time(s), to the first "
+            f"command in {seconds} s"
+        )
+
+
 @pytest.fixture(scope="session")
 def guest(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Guest]:
     """One guest for the whole session; see :class:`Guest`."""
@@ -138,5 +153,3 @@ def guest(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Guest]:
         yield g
     finally:
         g.close()
-        if g.boots:
-            print(f"\nvm tier: {g.boots} guest boot(s), boot seconds {g.boot_seconds}")
