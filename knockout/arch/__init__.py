@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 from knockout.errors import BadInput
 
-__all__ = ["ARCHES", "Arch", "get_arch", "host_arch"]
+__all__ = ["ARCHES", "Arch", "check_range", "get_arch", "host_arch"]
 
 
 @dataclass(frozen=True)
@@ -87,3 +87,20 @@ def get_arch(name: str | Arch) -> Arch:
 def host_arch() -> Arch:
     """The architecture this Python runs on."""
     return get_arch(platform.machine())
+
+
+def check_range(value: int, bits: int, what: str) -> int:
+    """``value`` as an unsigned ``bits``-bit pattern, or BadInput naming the range.
+
+    Both signed and unsigned spellings are accepted: ``-1`` and ``0xff`` are
+    the same 8-bit pattern.
+
+    >>> hex(check_range(-1, 8, "al"))
+    '0xff'
+    """
+    low, high = -(1 << (bits - 1)), (1 << bits) - 1
+    if not low <= value <= high:
+        raise BadInput(
+            f"{value:#x} does not fit {what} ({bits} bits); use a value in {low:#x}..{high:#x}"
+        )
+    return value & ((1 << bits) - 1)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import re
 
+from knockout.arch import check_range
 from knockout.asm import Encoded, Insn
 from knockout.errors import BadInput
 
@@ -71,15 +72,6 @@ def parse_reg(reg: str) -> tuple[int, int]:
             "(sp and xzr cannot be set by a mov of an immediate)"
         )
     return int(m.group(2)), 64 if m.group(1) == "x" else 32
-
-
-def _check_range(value: int, bits: int, what: str) -> int:
-    low, high = -(1 << (bits - 1)), (1 << bits) - 1
-    if not low <= value <= high:
-        raise BadInput(
-            f"{value:#x} does not fit {what} ({bits} bits); use a value in {low:#x}..{high:#x}"
-        )
-    return value & ((1 << bits) - 1)
 
 
 def _name(n: int, bits: int) -> str:
@@ -165,7 +157,7 @@ def mov_imm(reg: str, value: int, *, single: bool = False) -> list[Encoded]:
     BadInput (a ``set`` cut replaces exactly one instruction).
     """
     n, bits = parse_reg(reg)
-    pattern = _check_range(value, bits, reg)
+    pattern = check_range(value, bits, reg)
     one = _single_mov(n, bits, pattern)
     if one is not None:
         return [one]

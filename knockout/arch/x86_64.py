@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 
+from knockout.arch import check_range
 from knockout.asm import Encoded, Insn
 from knockout.errors import BadInput
 
@@ -86,16 +87,6 @@ def parse_reg(reg: str) -> tuple[int, int]:
     )
 
 
-def _check_range(value: int, bits: int, what: str) -> int:
-    """``value`` as an unsigned ``bits``-bit pattern, or BadInput naming the range."""
-    low, high = -(1 << (bits - 1)), (1 << bits) - 1
-    if not low <= value <= high:
-        raise BadInput(
-            f"{value:#x} does not fit {what} ({bits} bits); use a value in {low:#x}..{high:#x}"
-        )
-    return value & ((1 << bits) - 1)
-
-
 def _mov32(n: int, value: int) -> Encoded:
     rex = b"\x41" if n >= 8 else b""
     data = rex + bytes([0xB8 + (n & 7)]) + value.to_bytes(4, "little")
@@ -123,7 +114,7 @@ def mov_imm(reg: str, value: int) -> list[Encoded]:
     else ``movabs r64, imm64`` (10 bytes).
     """
     n, bits = parse_reg(reg)
-    pattern = _check_range(value, bits, reg)
+    pattern = check_range(value, bits, reg)
     if bits == 32 or pattern < 1 << 32:
         return [_mov32(n, pattern)]
     signed = pattern - (1 << 64)
@@ -144,7 +135,7 @@ def load_rax(value: int, *, compact: bool = False) -> list[Encoded]:
     free and the flags are dead) a value in -128..-1 becomes ``push imm8;
     pop rax`` (3 bytes) instead of the 7-byte ``mov rax, simm32``.
     """
-    pattern = _check_range(value, 64, "rax")
+    pattern = check_range(value, 64, "rax")
     if pattern == 0:
         return [xor_eax()]
     signed = pattern - (1 << 64) if pattern >= 1 << 63 else pattern
