@@ -77,7 +77,8 @@ def _trial(
 def _why(result: TrialResult) -> str:
     """The windows in order, for a failure message."""
     windows = ", ".join(f"{w.arm[0]}={w.value:.3g}" for w in result.windows)
-    return f"{result.judgement.reason if result.judgement else '-'}; windows: {windows}"
+    reason = result.judgement.reason if result.judgement else "-"
+    return f"{reason}; stopped: {result.stopped}; notes: {result.notes}; windows: {windows}"
 
 
 def test_cutting_the_planted_cost_is_gone_and_the_heat_left(server: Server) -> None:
