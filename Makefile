@@ -1,7 +1,7 @@
 # knockout: every target is idempotent and does its own set-up on a fresh machine.
 #   make setup   Debian packages when missing, .venv, pip install -e .[test]
 #   make test    setup, then every test tier (unit, process, vm)
-#   make demo    the seed incident reproduced in the guest and diagnosed
+
 #   make lint    ruff + mypy --strict
 
 SHELL := /bin/bash
@@ -15,7 +15,7 @@ APT_PACKAGES := gcc make binutils gdb llvm linux-perf \
 APT_STAMP := $(VENV)/.apt-stamp
 PIP_STAMP := $(VENV)/.pip-stamp
 
-.PHONY: setup test test-unit test-process test-vm lint demo bench clean
+.PHONY: setup test test-unit test-process test-vm lint bench clean
 
 setup: $(PIP_STAMP) $(APT_STAMP)
 
