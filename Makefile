@@ -1,7 +1,6 @@
 # knockout: every target is idempotent and does its own set-up on a fresh machine.
 #   make setup   Debian packages when missing, .venv, pip install -e .[test]
 #   make test    setup, then every test tier (unit, process, vm)
-
 #   make lint    ruff + mypy --strict
 
 SHELL := /bin/bash
