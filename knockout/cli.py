@@ -45,13 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
     for name in COMMANDS:
-        try:
-            module = importlib.import_module(f"knockout.commands.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"knockout.commands.{name}":
-                raise
-            continue  # a command not built yet
-        module.register(sub)
+        importlib.import_module(f"knockout.commands.{name}").register(sub)
     return parser
 
 
