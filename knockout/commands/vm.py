@@ -69,6 +69,12 @@ def register(subparsers: Any) -> None:
         "--append", action="append", default=[], metavar="ARG", help="extra kernel argument"
     )
     p.add_argument(
+        "--accel",
+        metavar="ACCEL",
+        help="QEMU accelerator, e.g. tcg, tcg,thread=single, kvm "
+        "(default: kvm if the CPU flags allow, else tcg)",
+    )
+    p.add_argument(
         "-v", "--verbose", action="store_true", help="print the boot time and console log path"
     )
     p.add_argument("command", nargs=argparse.REMAINDER, metavar="-- COMMAND")
@@ -117,6 +123,7 @@ def cmd_vm(args: argparse.Namespace) -> int:
         root_cache=args.root_cache,
         pvh=args.pvh,
         kernel_args=args.append,
+        accel=args.accel,
         on_wait=_note,
     )
     text = command[0] if len(command) == 1 else command

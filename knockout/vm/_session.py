@@ -10,6 +10,7 @@ import contextlib
 import ctypes
 import fcntl
 import os
+import re
 import secrets
 import shlex
 import shutil
@@ -161,6 +162,10 @@ class GuestSession:
     ``root_cache``: see :data:`ROOT_CACHES`.  ``pvh``: boot the vmlinux
     extracted from ``kernel`` directly (about 3 s faster; no KASLR).
     ``kernel_args``: appended to the kernel command line.
+    ``accel``: QEMU's ``-accel`` value, e.g. ``tcg``, ``tcg,thread=single``
+    (one host thread runs every vCPU) or ``kvm``; None chooses
+    (:func:`knockout.vm.choose_accel`: kvm when the CPU flags allow, else tcg,
+    whose default on an x86_64 host is multi-threaded).
     ``boot_timeout``: seconds from QEMU's start to the first command.
     ``lock_timeout``: seconds to wait for :data:`LOCK_PATH` (None: forever);
     ``on_wait`` is told once if the wait begins.
@@ -177,6 +182,7 @@ class GuestSession:
         root_cache: str = "mmap",
         pvh: bool = True,
         kernel_args: Sequence[str] = (),
+        accel: str | None = None,
         boot_timeout: float = 120.0,
         lock_timeout: float | None = None,
         on_wait: OutputCallback | None = None,
@@ -196,6 +202,7 @@ class GuestSession:
         #: the file QEMU boots: the PVH vmlinux extracted from ``kernel``, or ``kernel``
         self.boot_image = self.kernel
         self.kernel_args = tuple(kernel_args)
+        self.accel = _checked_accel(accel) if accel is not None else None
         self.boot_timeout = boot_timeout
         self.lock_timeout = lock_timeout
         self.on_wait = on_wait
@@ -257,7 +264,7 @@ class GuestSession:
             initrd=initrd,
             mem=self.mem,
             cpus=self.cpus,
-            accel=choose_accel(),
+            accel=self.accel or choose_accel(),
             rwdirs=self.rwdirs,
             kernel_args=self.kernel_args,
         )
@@ -482,6 +489,18 @@ class GuestSession:
         return "\n".join(parts) or "(no console output)"
 
 
+_ACCEL = re.compile(r"(tcg|kvm)(,[a-z-]+=[A-Za-z0-9_.-]+)*")
+
+
+def _checked_accel(accel: str) -> str:
+    if not _ACCEL.fullmatch(accel):
+        raise BadInput(
+            f"accel {accel!r} is not a QEMU accelerator this runner knows; "
+            "write tcg, tcg,thread=single or kvm"
+        )
+    return accel
+
+
 def _checked_rwdir(path: Path | str) -> Path:
     resolved = Path(path).resolve()
     if not resolved.is_dir():
@@ -505,6 +524,7 @@ def run_in_guest(
     root_cache: str = "mmap",
     pvh: bool = True,
     kernel_args: Sequence[str] = (),
+    accel: str | None = None,
     boot_timeout: float = 120.0,
     on_output: OutputCallback | None = None,
 ) -> GuestResult:
@@ -528,6 +548,7 @@ def run_in_guest(
         root_cache=root_cache,
         pvh=pvh,
         kernel_args=kernel_args,
+        accel=accel,
         boot_timeout=boot_timeout,
     )
     with session:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from knockout.errors import TargetGone
+from knockout.errors import BadInput, TargetGone
 from knockout.vm import (
     GuestSession,
     GuestTimeout,
@@ -50,6 +50,14 @@ def test_accel_follows_cpu_flags(monkeypatch: pytest.MonkeyPatch) -> None:
     assert choose_accel() == expected
     monkeypatch.setenv("KNOCKOUT_ACCEL", "tcg")
     assert choose_accel() == "tcg"
+
+
+def test_accel_option_is_checked_and_kept() -> None:
+    assert GuestSession().accel is None  # chosen at boot by choose_accel()
+    assert GuestSession(accel="tcg,thread=single").accel == "tcg,thread=single"
+    for bad in ("qemu", "tcg;reboot", "tcg,thread", "kvm -s"):
+        with pytest.raises(BadInput, match="not a QEMU accelerator"):
+            GuestSession(accel=bad)
 
 
 def test_pvh_vmlinux_is_the_kernels_elf() -> None:
