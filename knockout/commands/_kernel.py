@@ -67,6 +67,7 @@ def revert_kernel(args: argparse.Namespace) -> list[tuple[bool, str]]:
         try:
             answer = control.command("revert all")
         except KnockoutError as exc:
-            return [(False, f"kernel: {exc}; see dmesg")]
+            why = str(exc)
+            return [(False, f"kernel: {why}" + ("" if "dmesg" in why else "; see dmesg"))]
     n = int(answer.removeprefix("reverted="))
     return [(True, f"kernel: reverted {n} cut{'s' if n != 1 else ''}")]

@@ -14,6 +14,7 @@
  *   revert all
  *   list
  *   kprobe ADDR pass|ret=HEX TTL_MS -> "id=N" (the kprobe way, to compare)
+ *   poke ADDR HEX                  -> TEST ONLY, off unless allow_test_poke=1
  *
  * ADDR is hex (optional 0x), LEN/ID/TTL_MS decimal, OLDHEX/NEWHEX an even
  * number of hex digits of equal length.  Anything else is -EINVAL and
@@ -66,6 +67,14 @@
  * it (someone else wrote there) is never overwritten: it is marked stuck and
  * the module pins itself so that it cannot be unloaded with a jump into its
  * text still live.
+ *
+ * TEST ONLY: "poke ADDR HEX" writes raw bytes over kernel or module text
+ * through the same text-poke path a cut uses, with none of a cut's checks
+ * beyond "this is text".  It exists so that tests/vm can change the bytes
+ * under a live cut and watch the stuck path above happen for real.  It is
+ * refused with -EPERM unless the module was loaded with allow_test_poke=1
+ * (insmod knockout.ko allow_test_poke=1), which nothing but the tests does
+ * and which is only ever done in a throw-away guest.
  */
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
@@ -264,6 +273,12 @@ struct ko_cut {
 	bool kp_return;		/* return kp_value at the probe, else only pass */
 	unsigned long kp_value;
 };
+
+/* TEST ONLY: see the header comment ("poke").  Read-only once loaded. */
+static bool allow_test_poke;
+module_param(allow_test_poke, bool, 0400);
+MODULE_PARM_DESC(allow_test_poke,
+		 "TEST ONLY: enable the 'poke ADDR HEX' command that writes raw bytes into kernel text (default off; never in production)");
 
 static DEFINE_MUTEX(ko_lock);	/* cuts, slots, ids; taken before text_mutex */
 static LIST_HEAD(ko_cuts);
@@ -679,6 +694,36 @@ static const char *ko_mechanism(void)
 	return "text_poke_bp+stub";
 }
 
+/*
+ * TEST ONLY (poke): write 5 raw bytes at addr with text_poke_bp().  Whatever
+ * they are, a CPU that meets the INT3 meanwhile is emulated as the
+ * instruction that was there, so that one must be something text_poke_bp()
+ * can emulate: a 5-byte JMP or CALL rel32, or NOP5.  Caller holds text_mutex.
+ */
+static int ko_arch_poke(struct ko_file *f, unsigned long addr, const u8 *bytes,
+			unsigned int len)
+{
+	static const u8 nop5[KO_JMP_LEN] = { 0x0f, 0x1f, 0x44, 0x00, 0x00 };
+	u8 cur[KO_JMP_LEN];
+	struct insn insn;
+
+	if (len != KO_JMP_LEN) {
+		ko_say(f, "error: poke writes exactly %d bytes on x86_64\n", KO_JMP_LEN);
+		return -EINVAL;
+	}
+	memcpy(cur, (void *)addr, KO_JMP_LEN);
+	if (memcmp(cur, nop5, KO_JMP_LEN) &&
+	    (ko.insn_decode(&insn, cur, KO_JMP_LEN, INSN_MODE_64) < 0 ||
+	     insn.length != KO_JMP_LEN ||
+	     (insn.opcode.bytes[0] != 0xe8 && insn.opcode.bytes[0] != 0xe9))) {
+		ko_say(f, "error: poke needs a jmp/call rel32 or NOP5 at %lx to emulate meanwhile\n",
+		       addr);
+		return -EINVAL;
+	}
+	ko.text_poke_bp((void *)addr, bytes, KO_JMP_LEN, cur);
+	return 0;
+}
+
 #endif /* CONFIG_X86_64 */
 
 #ifdef CONFIG_ARM64
@@ -724,6 +769,22 @@ static void ko_arch_revert(struct ko_cut *c)
 static const char *ko_mechanism(void)
 {
 	return "aarch64_insn_patch_text";
+}
+
+/* TEST ONLY (poke): whole words, through aarch64_insn_patch_text(). */
+static int ko_arch_poke(struct ko_file *f, unsigned long addr, const u8 *bytes,
+			unsigned int len)
+{
+	int ret;
+
+	if (addr % AARCH64_INSN_SIZE || len % AARCH64_INSN_SIZE) {
+		ko_say(f, "error: arm64 pokes are whole 4-byte aligned words\n");
+		return -EINVAL;
+	}
+	ret = ko_arm64_write(addr, bytes, len);
+	if (ret)
+		ko_say(f, "error: aarch64_insn_patch_text failed (%d)\n", ret);
+	return ret;
 }
 
 #endif /* CONFIG_ARM64 */
@@ -854,9 +915,17 @@ static int ko_revert_locked(struct ko_cut *c, const char *why)
 	return 0;
 }
 
+static unsigned long ko_reaper_at;	/* when the pending reaper runs (ko_lock) */
+
+/*
+ * Run the reaper at the next deadline, and at least once a second (it also
+ * re-checks every cut's bytes).  A pending run is only ever brought
+ * forward: renewals every few hundred ms must not keep pushing it back, or
+ * the byte check would never run while a heartbeat lives.
+ */
 static void ko_arm_reaper_locked(void)
 {
-	unsigned long next = jiffies + HZ;	/* also re-checks the bytes */
+	unsigned long next = jiffies + HZ;
 	struct ko_cut *c;
 	bool any = false;
 
@@ -867,9 +936,12 @@ static void ko_arm_reaper_locked(void)
 		if (time_before(c->deadline, next))
 			next = c->deadline;
 	}
-	if (any)
-		mod_delayed_work(system_wq, &ko_reaper,
-				 time_after(next, jiffies) ? next - jiffies : 0);
+	if (!any)
+		return;
+	if (delayed_work_pending(&ko_reaper) && time_before_eq(ko_reaper_at, next))
+		return;
+	ko_reaper_at = next;
+	mod_delayed_work(system_wq, &ko_reaper, time_after(next, jiffies) ? next - jiffies : 0);
 }
 
 static void ko_reaper_fn(struct work_struct *work)
@@ -1175,6 +1247,52 @@ free:
 	return ret;
 }
 
+/*
+ * TEST ONLY: poke ADDR HEX.  Raw bytes over kernel or module text, whatever
+ * cuts are there (that is the point: it makes a cut stuck).  -EPERM unless
+ * the module was loaded with allow_test_poke=1.
+ */
+static int ko_cmd_poke(struct ko_file *f, char **argv, int argc)
+{
+	u8 bytes[KO_MAX_LEN];
+	struct module *owner;
+	unsigned long addr;
+	unsigned int len;
+	int ret;
+
+	if (!allow_test_poke) {
+		ko_say(f, "error: poke is a test-only command; it works only when the module is loaded with allow_test_poke=1\n");
+		return -EPERM;
+	}
+	if (argc != 3 || ko_parse_hex_ulong(argv[1], &addr) ||
+	    ko_parse_bytes(argv[2], bytes, &len)) {
+		ko_say(f, "error: usage: poke ADDR HEX (at most %d bytes)\n", KO_MAX_LEN);
+		return -EINVAL;
+	}
+	if (security_locked_down(LOCKDOWN_DBG_WRITE_KERNEL)) {
+		ko_say(f, "error: the kernel is locked down; it refuses writes to its text\n");
+		return -EPERM;
+	}
+	ret = ko_claim_text(f, addr, len, &owner);
+	if (ret)
+		return ret;
+	mutex_lock(&ko_lock);
+	mutex_lock(ko.text_mutex);
+	ret = ko_arch_poke(f, addr, bytes, len);
+	if (!ret && memcmp((void *)addr, bytes, len)) {
+		ko_say(f, "error: read-back after the poke differs\n");
+		ret = -EIO;
+	}
+	mutex_unlock(ko.text_mutex);
+	mutex_unlock(&ko_lock);
+	ko_release_text(owner);
+	if (!ret) {
+		pr_warn("TEST poke of %u bytes at %pS\n", len, (void *)addr);
+		ko_say(f, "poked=%u\n", len);
+	}
+	return ret;
+}
+
 static int ko_cmd_renew(struct ko_file *f, char **argv, int argc)
 {
 	struct ko_cut *c;
@@ -1347,6 +1465,8 @@ static ssize_t ko_write(struct file *file, const char __user *ubuf, size_t count
 		ret = ko_cmd_kprobe(f, argv, argc);
 	else if (!strcmp(argv[0], "renew"))
 		ret = ko_cmd_renew(f, argv, argc);
+	else if (!strcmp(argv[0], "poke"))
+		ret = ko_cmd_poke(f, argv, argc);
 	else if (!strcmp(argv[0], "revert"))
 		ret = ko_cmd_revert(f, argv, argc);
 	else if (!strcmp(argv[0], "list") && argc == 1) {

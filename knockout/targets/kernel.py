@@ -49,6 +49,7 @@ __all__ = [
     "build_module",
     "kernel_release",
     "load_module",
+    "lockdown",
     "module_loaded",
     "module_source_hash",
     "parse_listing",
@@ -65,6 +66,8 @@ _SOURCES = ("knockout.c", "Kbuild")
 _CROSS = {"aarch64": ("arm64", "aarch64-linux-gnu-"), "x86_64": ("x86_64", "x86_64-linux-gnu-")}
 #: seconds apply() waits for a stub slot to come back from its RCU grace period
 _SLOT_WAIT = 5.0
+#: the kernel's lockdown state (securityfs): e.g. ``none [integrity] confidentiality``
+LOCKDOWN_PATH = "/sys/kernel/security/lockdown"
 #: the mechanism the module reports, by architecture
 MECHANISM = {"x86_64": "text_poke_bp+stub", "aarch64": "aarch64_insn_patch_text"}
 
@@ -149,10 +152,40 @@ def module_loaded() -> bool:
     return os.path.exists(CONTROL_PATH)
 
 
+def lockdown(path: str = LOCKDOWN_PATH) -> str | None:
+    """The kernel's lockdown level (``none``, ``integrity``, ``confidentiality``).
+
+    None when it cannot be read (no securityfs mounted, no lockdown LSM).
+    """
+    try:
+        with open(path) as f:
+            text = f.read()
+    except OSError:
+        return None
+    start, end = text.find("["), text.find("]")
+    return text[start + 1 : end] if 0 <= start < end else None
+
+
+def _lockdown_refusal(level: str) -> Refused:
+    return Refused(
+        f"the kernel is locked down ({level}): it loads no unsigned module and lets nothing "
+        "write its text, so knockout cannot cut it; boot with lockdown=none (and Secure Boot "
+        "off), or rehearse the cut in a guest with 'knockout vm'"
+    )
+
+
 def load_module(ko: Path | str | None = None) -> None:
-    """insmod ``ko`` (default: :func:`build_module`) unless the module is already loaded."""
+    """insmod ``ko`` (default: :func:`build_module`) unless the module is already loaded.
+
+    Refuses (:class:`Refused`, one line) when the kernel is locked down,
+    before trying: lockdown forbids both the unsigned module and writes to
+    kernel text.
+    """
     if module_loaded():
         return
+    level = lockdown()
+    if level not in (None, "none"):
+        raise _lockdown_refusal(level)
     path = Path(ko) if ko is not None else build_module()
     proc = subprocess.run(["insmod", str(path)], capture_output=True, text=True, check=False)
     if proc.returncode != 0 and not module_loaded():

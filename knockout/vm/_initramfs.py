@@ -69,6 +69,7 @@ mount -t tmpfs -o mode=1777 tmpfs $R/dev/shm
 mount -t cgroup2 cgroup2 $R/sys/fs/cgroup
 mount -t debugfs debugfs $R/sys/kernel/debug
 mount -t tracefs tracefs $R/sys/kernel/tracing
+mount -t securityfs securityfs $R/sys/kernel/security 2>/dev/null
 mount --move /ctl $R/run/knockout
 mount_rw() {
     [ -d "$R$2" ] || mkdir -p "$R$2"

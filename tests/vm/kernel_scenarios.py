@@ -239,6 +239,82 @@ def scenario_cli(out: Result, args: list[str]) -> None:
     out["list_after"] = empty.stdout.strip()
 
 
+def _sh(command: str) -> tuple[int, str]:
+    proc = subprocess.run(command, shell=True, capture_output=True, text=True)
+    return proc.returncode, (proc.stdout + proc.stderr).strip()
+
+
+def scenario_stuck(out: Result, args: list[str]) -> None:
+    """Bytes changed under a live cut: stuck, never overwritten, module pinned.
+
+    ARGS: the path of knockout.ko.  The module must be loaded (without
+    allow_test_poke) when this starts; it is reloaded with allow_test_poke=1,
+    and it stays loaded, pinned, at the end: throw the guest away afterwards.
+    """
+    ko = args[0]
+    with Control() as control:
+        out["poke_refused_by_default"] = control.raw("poke ffffffff81000000 9090909090")
+    out["reload"] = _sh(f"rmmod knockout && insmod {ko} allow_test_poke=1")
+    t = KernelTarget(ttl=1.0, load=False)
+    planned = plan_at(t, GETPPID, Return(42))
+    original = t.read_text(planned.address, planned.size)
+    real = os.getppid()
+    applied = t.apply(planned)
+    site = t.read_text(planned.address, 5)
+    out["during"] = os.getppid()
+    # A foreign writer returns from getppid at once: a jmp to the return thunk
+    # (or a bare ret), written in place over knockout's jmp to its stub.  The
+    # stack is as at entry there, so the kernel stays sound; getppid then
+    # returns whatever rax held.
+    thunk = t.code_style().return_thunk
+    if thunk is not None:
+        rel = thunk - (planned.address + 5)
+        foreign = b"\xe9" + rel.to_bytes(4, "little", signed=True)
+    else:
+        foreign = b"\xc3" + b"\xcc" * 4
+    out["poke"] = t.control.raw(f"poke {planned.address:x} {foreign.hex()}")
+    # the dead-man switch re-checks the bytes at least once a second
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        states = [c.state for c in t.list_cuts() if c.id == applied.handle]
+        if states == ["stuck"]:
+            break
+        time.sleep(0.05)
+    out["noticed_after"] = round(10 - (deadline - time.monotonic()), 2)
+    out["listed"] = [c.__dict__ | {"old": c.old.hex(), "new": c.new.hex()} for c in t.list_cuts()]
+    out["revert"] = t.control.raw(f"revert {applied.handle}")
+    out["revert_all"] = t.control.raw("revert all")
+    out["renew"] = t.control.raw(f"renew {applied.handle} 1000")
+    with t._held_lock:  # the target would keep trying to renew and revert it
+        t._held.clear()
+    t.close()
+    time.sleep(3)  # three TTLs with no renewal: the switch must still not touch it
+    out["rmmod"] = _sh("rmmod knockout")
+    out["refcnt"] = _sh("cat /sys/module/knockout/refcnt")[1]
+    cli = subprocess.run(
+        [sys.executable, "-m", "knockout", "list", "--kernel"], capture_output=True, text=True
+    )
+    out["cli_list"] = (cli.returncode, cli.stdout.strip(), cli.stderr.strip())
+    cli_revert = subprocess.run(
+        [sys.executable, "-m", "knockout", "revert", "--all", "--kernel"],
+        capture_output=True,
+        text=True,
+    )
+    out["cli_revert"] = (cli_revert.returncode, (cli_revert.stdout + cli_revert.stderr).strip())
+    with Control() as control:
+        now = bytes.fromhex(control.command(f"read {planned.address:x} {planned.size}"))
+        out["listed_at_end"] = [(c.id, c.state) for c in control.listing()]
+    out.update(
+        id=applied.handle,
+        real=real,
+        original=original.hex(),
+        site=site.hex(),
+        foreign=foreign.hex(),
+        now=now.hex(),
+        module_loaded=os.path.exists("/proc/knockout"),
+    )
+
+
 def _kallsyms() -> dict[str, tuple[int, str]]:
     syms: dict[str, tuple[int, str]] = {}
     with open("/proc/kallsyms") as f:
@@ -380,6 +456,7 @@ SCENARIOS = {
     "sigkill": scenario_sigkill,
     "hostile": scenario_hostile,
     "cli": scenario_cli,
+    "stuck": scenario_stuck,
 }
 
 

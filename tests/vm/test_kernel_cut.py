@@ -20,12 +20,12 @@ from typing import Any
 import pytest
 
 from knockout.targets.kernel import build_module
-from knockout.vm import GuestSession, default_kernel, kernel_release
-from knockout.vm import _session as vm_session
+from knockout.vm import GuestSession, default_kernel, kernel_release, run_in_guest
 from tests.vm.conftest import Guest
 
 REPO = Path(__file__).resolve().parents[2]
 PY = REPO / ".venv" / "bin" / "python"
+GETPPID = "__x64_sys_getppid"
 #: cycles for the stress test; the guest is TCG, so the budget caps it
 STRESS_CYCLES = int(os.environ.get("KNOCKOUT_STRESS_CYCLES", "10000"))
 STRESS_BUDGET = float(os.environ.get("KNOCKOUT_STRESS_BUDGET", "150"))
@@ -152,28 +152,82 @@ def test_unload_reverts_and_reload_works(loaded: Guest, ko: Path) -> None:
     loaded.assert_dmesg_clean()
 
 
-# last: it boots its own guest (see single_thread_tcg)
-@pytest.fixture()
-def single_thread_tcg(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Boot the next guest with one TCG thread for both vCPUs.
+def test_bytes_changed_under_a_cut_leave_it_stuck_and_the_module_pinned(
+    loaded: Guest, ko: Path
+) -> None:
+    """A foreign write over a live cut: knockout marks it stuck and never writes there again.
+
+    The foreign write is the module's test-only ``poke`` (loaded with
+    allow_test_poke=1).  The module stays pinned afterwards, so the shared
+    guest is thrown away at the end.
+    """
+    try:
+        r = _scenario(loaded, "stuck", ko)
+        dmesg = "\n".join(loaded.dmesg())
+    finally:
+        loaded.reboot()
+    err, answer = r["poke_refused_by_default"]
+    assert err == errno.EPERM and "allow_test_poke=1" in answer, r
+    assert r["reload"][0] == 0, r
+    assert r["during"] == 42, r
+    assert r["site"][:2] == "e9" and r["site"] != r["original"][:10], r
+    assert r["poke"] == [0, "poked=5"], r
+    # the dead-man switch's byte check saw it, within about a second, heartbeat or not
+    assert r["noticed_after"] < 3, r
+    (cut,) = r["listed"]
+    assert (cut["id"], cut["state"], cut["ttl"]) == (r["id"], "stuck", -1.0), r
+    for command in ("revert", "revert_all", "renew"):
+        assert r[command][0] == errno.EIO and "stuck" in r[command][1], (command, r)
+    # three TTLs later, after revert, revert all and rmmod: still the foreign bytes
+    assert r["now"] == r["foreign"] + r["original"][10:], r
+    assert r["now"][:10] not in (r["original"][:10], r["site"]), r
+    assert r["rmmod"][0] != 0 and "in use" in r["rmmod"][1], r
+    assert int(r["refcnt"]) >= 1 and r["module_loaded"], r
+    assert r["listed_at_end"] == [[r["id"], "stuck"]], r
+    rc, listing, _ = r["cli_list"]
+    assert rc == 0 and "stuck (bytes changed under it)" in listing and "pinned" in listing, r
+    assert r["cli_revert"][0] != 0 and "stuck" in r["cli_revert"][1], r
+    assert re.search(rf"knockout: cut {r['id']} at .* changed under the cut; module pinned", dmesg)
+    # (%pS names the address __do_sys_getppid+0x5: the body inlined at the same place)
+    assert re.search(r"knockout: TEST poke of 5 bytes at __(x64|do)_sys_getppid\+", dmesg)
+
+
+def test_lockdown_is_refused_with_one_clear_line(guest: Guest, ko: Path) -> None:
+    """lockdown=integrity: knockout says so before trying, and the kernel agrees."""
+    guest.reboot()  # its own guest: power the shared one off (and free the lock) first
+    result = run_in_guest(
+        f"cat /sys/kernel/security/lockdown; cd {REPO} && "
+        f"{PY} -m knockout cut {GETPPID} --kernel --return 42 --for 1; echo rc=$?; "
+        f"insmod {ko}; echo insmod-rc=$?; test -e /proc/knockout && echo LOADED",
+        kernel_args=["lockdown=integrity"],
+        timeout=300,
+    )
+    lines = result.output.splitlines()
+    assert lines[0].strip() == "none [integrity] confidentiality", result.output
+    refusal = [line for line in lines if line.startswith("knockout:")]
+    assert len(refusal) == 1, result.output
+    assert "locked down (integrity)" in refusal[0] and "lockdown=none" in refusal[0], refusal
+    assert "rc=2" in lines, result.output
+    # the kernel itself refuses the unsigned module too: knockout's refusal is not the only guard
+    assert "insmod-rc=0" not in lines and "LOADED" not in lines, result.output
+
+
+# last: it boots its own guest
+def test_cut_revert_cycles_while_two_cpus_run_the_function(
+    guest: Guest, ko: Path, tmp_path: Path
+) -> None:
+    """10 000 cut/revert cycles in a single-thread-TCG guest.
 
     Multi-threaded TCG does not give x86's cross-modifying-code guarantee: a
-    vCPU can run a translation of the INT3 that text_poke_bp() already took
-    out (measured: one "int3: 0000 [#1]" at the patch site after ~5600
-    cycles, with text_poke_bp's sync IPIs done).  One TCG thread still runs
-    two vCPUs concurrently (interleaved), and executes exactly what is in
-    memory.  (The vm runner has no accel option yet; this sets it here.)
+    vCPU can run a stale translation of the INT3 that text_poke_bp() already
+    took out (seen once: "int3: 0000 [#1]" at the patch site after ~5600
+    cycles, text_poke_bp's sync IPIs done).  One TCG thread still runs two
+    vCPUs concurrently (interleaved) and executes exactly what is in memory.
     """
-    monkeypatch.setattr(vm_session, "choose_accel", lambda: "tcg,thread=single")
-
-
-def test_cut_revert_cycles_while_two_cpus_run_the_function(
-    guest: Guest, single_thread_tcg: None, ko: Path, tmp_path: Path
-) -> None:
     guest.reboot()  # its own guest: power the shared one off (and free the lock) first
     out = tmp_path / "stress.json"
     argv = f"stress {out} {STRESS_CYCLES} {STRESS_BUDGET}"
-    with GuestSession(rwdirs=[tmp_path]) as g:
+    with GuestSession(rwdirs=[tmp_path], accel="tcg,thread=single") as g:
         result = g.run(
             f"insmod {ko} && cd {REPO} && {PY} -m tests.vm.kernel_scenarios {argv}; "
             "echo dmesg-problems: $(dmesg | grep -cE 'int3:|Oops|BUG:|WARNING:|Call Trace')",
