@@ -6,6 +6,7 @@ import argparse
 import os
 import signal
 import sys
+from pathlib import Path
 from types import FrameType
 from typing import Any
 
@@ -94,12 +95,11 @@ def _note(data: bytes) -> None:
     sys.stderr.write("knockout: " + data.decode())
 
 
-def _guest_cwd(rwdirs: list[str]) -> str:
+def _guest_cwd(shared: list[Path]) -> str:
     """The current directory if the guest sees the host's copy of it, else ``/``."""
     cwd = os.path.realpath(os.getcwd())
-    shared = [os.path.realpath(d) for d in rwdirs]
     private = ("/tmp", "/run", "/var/tmp", "/proc", "/sys", "/dev")
-    if any(cwd == d or cwd.startswith(d + "/") for d in shared):
+    if any(cwd == str(d) or cwd.startswith(f"{d}/") for d in shared):
         return cwd
     if any(cwd == d or cwd.startswith(d + "/") for d in private):
         return "/"
@@ -131,9 +131,8 @@ def cmd_vm(args: argparse.Namespace) -> int:
         if args.verbose:
             up = f"guest up in {session.boot_seconds:.1f} s; console: {session.console_log}\n"
             _note(up.encode())
-        result = session.run(
-            text, timeout=args.timeout, cwd=_guest_cwd(args.rwdir), on_output=_write
-        )
+        cwd = _guest_cwd([*session.rwdirs, *session.rodirs])
+        result = session.run(text, timeout=args.timeout, cwd=cwd, on_output=_write)
     if args.verbose:
         _note(f"command took {result.seconds:.1f} s, exit status {result.returncode}\n".encode())
     return result.returncode

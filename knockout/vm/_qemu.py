@@ -181,6 +181,8 @@ class GuestConfig:
     cpus: int = 2
     accel: str = "tcg"
     rwdirs: Sequence[Path] = ()
+    #: host directories the guest's own tmpfs mounts would hide, shared read-only
+    rodirs: Sequence[Path] = ()
     kernel_args: Sequence[str] = field(default_factory=tuple)
 
 
@@ -206,8 +208,8 @@ def qemu_command(config: GuestConfig, *, ctl_dir: Path, socket: Path, console: P
 
     The host's ``/`` is tag ``koroot`` and its ``/usr`` ``kousr`` (both
     read-only; the guest caches ``/usr`` loosely), ``ctl_dir`` is ``koctl``,
-    the rwdirs are ``korw0``...; the serial console goes to ``console``; the
-    virtio port ``knockout`` connects to the unix socket ``socket``.
+    the rwdirs are ``korw0``..., the rodirs ``koro0``...; the serial console
+    goes to ``console``; the virtio port ``knockout`` connects to the unix socket ``socket``.
     """
     cpu = "host" if config.accel == "kvm" else "max"
     cmd = [
@@ -224,6 +226,8 @@ def qemu_command(config: GuestConfig, *, ctl_dir: Path, socket: Path, console: P
     ]
     for i, rwdir in enumerate(config.rwdirs):
         cmd += _virtfs(f"korw{i}", rwdir, readonly=False)
+    for i, rodir in enumerate(config.rodirs):
+        cmd += _virtfs(f"koro{i}", rodir, readonly=True)
     cmd += [
         *("-chardev", f"socket,id=ko,path={socket}"),
         *("-device", "virtio-serial-pci", "-device", "virtserialport,chardev=ko,name=knockout"),

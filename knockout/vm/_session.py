@@ -17,6 +17,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -194,6 +195,8 @@ class GuestSession:
         self.mem = parse_mem(mem)
         self.cpus = cpus
         self.rwdirs = [_checked_rwdir(d) for d in rwdirs]
+        #: host directories the guest's own tmpfs mounts would hide, shared read-only
+        self.rodirs = hidden_host_dirs(self.rwdirs)
         self.perf_friendly = perf_friendly
         if root_cache not in ROOT_CACHES:
             raise BadInput(f"root_cache {root_cache!r} is not one of {', '.join(ROOT_CACHES)}")
@@ -266,6 +269,7 @@ class GuestSession:
             cpus=self.cpus,
             accel=self.accel or choose_accel(),
             rwdirs=self.rwdirs,
+            rodirs=self.rodirs,
             kernel_args=self.kernel_args,
         )
         argv = qemu_command(config, ctl_dir=ctl, socket=sock_path, console=self.console_log)
@@ -290,6 +294,8 @@ class GuestSession:
 
     def _config_sh(self) -> str:
         mounts = [f"mount_rw korw{i} {shlex.quote(str(d))}" for i, d in enumerate(self.rwdirs)]
+        # QEMU exports these read-only (readonly=on), so writes fail with EROFS.
+        mounts += [f"mount_rw koro{i} {shlex.quote(str(d))}" for i, d in enumerate(self.rodirs)]
         lines = [
             f"NONCE={self._nonce}",
             f"ROOT_CACHE={self.root_cache}",
@@ -499,6 +505,32 @@ def _checked_accel(accel: str) -> str:
             "write tcg, tcg,thread=single or kvm"
         )
     return accel
+
+
+#: where the guest mounts a tmpfs of its own, hiding the host's files below
+GUEST_PRIVATE_DIRS = (Path("/tmp"), Path("/var/tmp"), Path("/run"), Path("/dev/shm"))
+
+
+def hidden_host_dirs(rwdirs: Sequence[Path]) -> list[Path]:
+    """Host directories the guest needs that its private tmpfs mounts would hide.
+
+    knockout's own source tree, the Python environment it runs from and the
+    current directory: a checkout under ``/tmp`` (a CI's fresh clone, say)
+    must still be importable, and the command's directory visible, inside.
+    """
+    wanted = {
+        Path(__file__).resolve().parents[2],
+        Path(sys.prefix).resolve(),
+        Path.cwd().resolve(),
+    }
+    hidden: list[Path] = []
+    for d in sorted(wanted):
+        if not any(d.is_relative_to(p) for p in GUEST_PRIVATE_DIRS):
+            continue
+        if any(d.is_relative_to(other) for other in [*rwdirs, *hidden]):
+            continue
+        hidden.append(d)
+    return hidden
 
 
 def _checked_rwdir(path: Path | str) -> Path:
