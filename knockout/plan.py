@@ -283,6 +283,8 @@ def _widen_for_stub(fn: _Function, region: _Region, intent: Intent) -> None:
         region.replaced = region.count  # dead after the return: padded, not copied
         return
     for insn in fn.insns[region.first + region.replaced : region.first + region.count]:
+        if x86_64.is_call(insn):
+            raise UnsafeCut(_stub_call_refusal(fn, fn.insns[region.first].address, insn))
         why = x86_64.is_relative(insn)
         if why is not None:
             raise UnsafeCut(
@@ -292,20 +294,36 @@ def _widen_for_stub(fn: _Function, region: _Region, intent: Intent) -> None:
             )
 
 
+def _stub_call_refusal(fn: _Function, address: int, call: Insn) -> str:
+    return (
+        f"the stub for {fn.where(address)} would hold '{call.text}' (at {fn.where(call.address)}): "
+        "its return address would point into the stub, which is reused after the revert; "
+        "cut the call itself (--skip-call), cut elsewhere, or use a kprobe"
+    )
+
+
+#: what the kernel module refuses in a stub besides calls: BUG/WARN and traps are
+#: looked up by address, and an INT3 there is nobody's breakpoint
+_STUB_TRAPS = {"int3", "int", "int1", "into", "ud2"}
+
+
 def _check_stub(fn: _Function, address: int, new: bytes) -> None:
-    """The stub's code must move (only ``jmp rel32`` is re-aimed) and hold no call.
+    """The stub's code must move (only ``jmp rel32`` is re-aimed) and hold no call or trap.
 
     A call in a stub would leave a return address pointing into the stub,
-    which the kernel module recycles after the cut is reverted.  Indirect
-    jumps anywhere in the function are refused as x86 optprobes do: a jump
-    table may land inside the covered range.
+    which the kernel module recycles after the cut is reverted; the module
+    refuses one (and INT3, INT n, UD2), and this refuses first, saying why.
+    Indirect jumps anywhere in the function are refused as x86 optprobes do:
+    a jump table may land inside the covered range.
     """
     for insn in disasm(new, fn.arch, address):
         if x86_64.is_call(insn):
+            raise UnsafeCut(_stub_call_refusal(fn, address, insn))
+        if insn.mnemonic.split()[-1] in _STUB_TRAPS:
             raise UnsafeCut(
-                f"the stub for {fn.where(address)} would hold '{insn.text}': its return "
-                "address would point into the stub; cut the call itself (--skip-call) or "
-                "use a kprobe"
+                f"the stub for {fn.where(address)} would hold '{insn.text}' (at "
+                f"{fn.where(insn.address)}), a trap the kernel finds by address; "
+                "cut without it or use a kprobe"
             )
         why = x86_64.is_relative(insn)
         movable = insn.data[:1] == b"\xe9" and insn.size == JMP_REL32_LEN

@@ -557,10 +557,45 @@ def test_a_call_at_the_entry_is_ftrace_only_in_kernel_code(plain: Elf) -> None:
 def test_stub_never_holds_a_call(kernel: Elf) -> None:
     call = next(i for i in kernel.insns("caller") if i.mnemonic == "call")
     kernel.plan("caller", call.address, Identity())  # in place: fine
-    with pytest.raises(UnsafeCut, match=r"would hold 'call 0x[0-9a-f]+': its return address"):
+    with pytest.raises(UnsafeCut, match=r"would hold 'call 0x[0-9a-f]+' .*: its return address"):
         kernel.plan("caller", call.address, Identity(), STUB)
     cut = kernel.plan("caller", call.address, SkipCall(), STUB)  # the call is gone: fine
     assert not any(i.mnemonic == "call" for i in disasm(cut.new, "x86_64"))
+
+
+def test_stub_refuses_what_the_module_refuses_calls_and_traps(kernel: Elf) -> None:
+    """The kernel module refuses a CALL, INT3, INT n or UD2 in a stub: the planner first.
+
+    Each refusal is one line naming the instruction, where it is and why.
+    """
+    _, start = kernel.code("caller")
+    insns = kernel.insns("caller")
+    calls = [i for i in insns if x86_64.is_call(i)]
+    # a short instruction right before a call: the 5-byte jmp would displace the call
+    before = next(i for i in insns if i.size < 5 and i.end in {c.address for c in calls})
+    call = next(c for c in calls if c.address == before.end)
+    assert kernel.plan("caller", before.address, Skip()).instructions == 1  # in place: fine
+    for intent in (Skip(), Identity()):
+        with pytest.raises(UnsafeCut) as exc:
+            kernel.plan("caller", before.address, intent, STUB)
+        message = str(exc.value)
+        assert "\n" not in message
+        assert f"would hold '{call.text}' (at {where('caller', start, call.address)})" in message
+        assert "its return address would point into the stub" in message
+    # raw bytes with a call of any form, at a 5-byte instruction
+    for raw in (call.data, bytes.fromhex("ffd0") + x86_64.nops(3)):  # call rel32, call rax
+        kernel.plan("caller", call.address, RawBytes(raw))  # in place: fine
+        with pytest.raises(UnsafeCut, match=r"would hold 'call [^']+' .*return address"):
+            kernel.plan("caller", call.address, RawBytes(raw), STUB)
+    # traps: the module looks BUG/WARN up by address and owns no INT3 in a stub
+    four = next(i for i in insns[first_cuttable(kernel, "caller") :] if i.size == 4)
+    for raw, text in (("0f0b9090", "ud2"), ("cc909090", "int3"), ("cd039090", "int 3")):
+        kernel.plan("caller", four.address, RawBytes(bytes.fromhex(raw)))  # in place: fine
+        with pytest.raises(UnsafeCut, match=rf"would hold '{text}' .*a trap") as exc:
+            kernel.plan("caller", four.address, RawBytes(bytes.fromhex(raw)), STUB)
+        assert "\n" not in str(exc.value)
+    # the same bytes without the trap plan fine in stub style
+    assert kernel.plan("caller", four.address, RawBytes(x86_64.nops(4)), STUB).size >= 5
 
 
 OBJDUMP = {"x86_64": "objdump", "aarch64": "aarch64-linux-gnu-objdump"}
