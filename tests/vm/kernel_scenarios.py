@@ -315,6 +315,79 @@ def scenario_stuck(out: Result, args: list[str]) -> None:
     )
 
 
+def _pingpong(cpu: int, rfd: int, wfd: int, serve: bool, stop: Any, counts: Any) -> None:
+    """Bounce one byte with the partner on the other CPU: wakeups, enqueues, switches."""
+    os.sched_setaffinity(0, {cpu})
+    n = 0
+    if serve:
+        os.write(wfd, b"x")
+    while not stop.is_set():
+        if not os.read(rfd, 1):
+            break
+        os.write(wfd, b"x")
+        n += 1
+    counts.put(n)
+
+
+def scenario_static_keys(out: Result, args: list[str]) -> None:
+    """The kernel's own text_poke_bp users, hard, while both CPUs run the patched sites.
+
+    Toggles the sched_schedstats static key (kernel.sched_schedstats) N times
+    or for BUDGET seconds: every toggle rewrites each of its jump-label sites
+    in the scheduler's hot paths through text_poke_bp's batch (INT3, sync,
+    tail, sync, first byte, sync), while two processes pinned to CPU 0 and
+    CPU 1 ping-pong a byte through pipes, so both vCPUs keep running through
+    those sites (wakeup, enqueue, dequeue, switch).  The host side reads dmesg.
+    """
+    toggles = int(args[0]) if args else 20000
+    budget = float(args[1]) if len(args) > 1 else 120.0
+    progress = args[2] if len(args) > 2 else os.devnull  # toggles so far, if the guest hangs
+    knob = "/proc/sys/kernel/sched_schedstats"
+    with open(knob) as f:
+        initial = f.read().strip()
+    ctx = mp.get_context("fork")
+    stop, counts = ctx.Event(), ctx.Queue()
+    a_r, b_w = os.pipe()
+    b_r, a_w = os.pipe()
+    workers = [
+        ctx.Process(target=_pingpong, args=(0, a_r, a_w, True, stop, counts)),
+        ctx.Process(target=_pingpong, args=(1, b_r, b_w, False, stop, counts)),
+    ]
+    for w in workers:
+        w.start()
+    time.sleep(0.5)
+    fd = os.open(knob, os.O_WRONLY)
+    started = time.monotonic()
+    done = 0
+    try:
+        while done < toggles and time.monotonic() - started < budget:
+            os.pwrite(fd, b"1" if done % 2 == 0 else b"0", 0)
+            done += 1
+            if done % 100 == 0:
+                with open(progress, "w") as f:
+                    f.write(f"{done} {time.monotonic() - started:.1f}\n")
+    finally:
+        os.pwrite(fd, initial.encode(), 0)
+        os.close(fd)
+    elapsed = time.monotonic() - started
+    stop.set()
+    for w in workers:
+        w.join(timeout=10)
+        if w.is_alive():
+            w.kill()
+    trips = []
+    while not counts.empty():
+        trips.append(counts.get())
+    out.update(
+        toggles=done,
+        requested=toggles,
+        seconds=elapsed,
+        rate=done / elapsed,
+        round_trips=trips,
+        workers_exit=[w.exitcode for w in workers],
+    )
+
+
 def _kallsyms() -> dict[str, tuple[int, str]]:
     syms: dict[str, tuple[int, str]] = {}
     with open("/proc/kallsyms") as f:
@@ -457,6 +530,7 @@ SCENARIOS = {
     "hostile": scenario_hostile,
     "cli": scenario_cli,
     "stuck": scenario_stuck,
+    "static_keys": scenario_static_keys,
 }
 
 

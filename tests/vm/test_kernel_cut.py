@@ -26,9 +26,10 @@ from tests.vm.conftest import Guest
 REPO = Path(__file__).resolve().parents[2]
 PY = REPO / ".venv" / "bin" / "python"
 GETPPID = "__x64_sys_getppid"
-#: cycles for the stress test; the guest is TCG, so the budget caps it
+#: cycles for the stress test (the issue asks 10 000: about 290 s under
+#: single-thread TCG); the budget is a safety net far above that
 STRESS_CYCLES = int(os.environ.get("KNOCKOUT_STRESS_CYCLES", "10000"))
-STRESS_BUDGET = float(os.environ.get("KNOCKOUT_STRESS_BUDGET", "150"))
+STRESS_BUDGET = float(os.environ.get("KNOCKOUT_STRESS_BUDGET", "900"))
 
 
 @pytest.fixture(scope="module")
@@ -223,6 +224,27 @@ def test_cut_revert_cycles_while_two_cpus_run_the_function(
     took out (seen once: "int3: 0000 [#1]" at the patch site after ~5600
     cycles, text_poke_bp's sync IPIs done).  One TCG thread still runs two
     vCPUs concurrently (interleaved) and executes exactly what is in memory.
+
+    Evidence that MTTCG, not knockout, is at fault (2026-11-26, QEMU 7.2,
+    Debian 6.1.0-56; ``run_in_guest("... -m tests.vm.kernel_scenarios
+    static_keys OUT.json 20000 BUDGET PROGRESS", accel=...)``):
+    the kernel's *own* text_poke_bp user, the jump-label code, toggling the
+    sched_schedstats static key (its sites are in __schedule and the
+    enqueue/wakeup paths) while two processes pinned to CPU 0 and CPU 1
+    ping-pong a byte through pipes:
+
+    - ``tcg,thread=multi``, run 1: both vCPUs in soft lockup at
+      ``__schedule+0x91``, a patch site whose memory already held the new
+      ``jmp`` (``<e9> 09 03 00 00``): a real CPU never stays on a jmp.  The
+      toggler never finished; the guest was killed at the timeout.
+    - ``tcg,thread=multi``, run 2: the guest hung outright after 500-599
+      toggles (3 s), no console output at all after that.
+    - ``tcg,thread=single``, control: 19 536 toggles in 90 s, 25 191
+      round trips per worker, dmesg clean.
+
+    So under MTTCG the kernel's own patching breaks within a few hundred
+    toggles, knockout not loaded; knockout's rare "int3" oops there is the
+    same QEMU defect, and single-thread TCG is the right place for this test.
     """
     guest.reboot()  # its own guest: power the shared one off (and free the lock) first
     out = tmp_path / "stress.json"
@@ -245,4 +267,4 @@ def test_cut_revert_cycles_while_two_cpus_run_the_function(
     assert r["remaining"] == [], r
     assert r["worker_bad"] == [0, 0], r
     assert all(n > 0 for n in r["worker_saw_cut"]), r  # the cut really ran on both
-    assert r["cycles"] >= min(STRESS_CYCLES, 1000), r
+    assert r["cycles"] == STRESS_CYCLES, r
