@@ -26,6 +26,7 @@ import errno
 import os
 import signal
 import struct
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -346,8 +347,14 @@ class ProcessTarget:
             return
         first, *rest = thread.signals or [0]
         self.signals_redelivered += len(thread.signals)
-        with contextlib.suppress(ProcessLookupError):
+        try:
             ptrace.detach(thread.tid, first)
+        except ProcessLookupError:
+            # Killed while stopped: a traced thread reports its exit to us, the
+            # tracer. Reap it, or its process can never be reaped by its parent.
+            _reap(thread.tid, self.stop_timeout)
+            return
+        with contextlib.suppress(ProcessLookupError):
             for sig in rest:
                 os.kill(self.pid, sig)
 
@@ -588,6 +595,14 @@ class ProcessTarget:
                 "nothing to revert, journal entry cleared"
             ) from None
         self.journal.remove(entry)
+
+
+def _reap(tid: int, timeout: float) -> None:
+    """Collect the exit of a traced thread that died while seized (bounded)."""
+    deadline = time.monotonic() + timeout
+    while (stop := ptrace.wait_stop(tid, max(0.0, deadline - time.monotonic()))) is not None:
+        if stop.exited or time.monotonic() >= deadline:
+            return
 
 
 @dataclass(frozen=True)
