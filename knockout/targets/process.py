@@ -569,11 +569,7 @@ class ProcessTarget:
         time) and the bytes there are the ones the cut wrote.
         """
         if entry.pid != self.pid or entry.start_time != self.start_time or not self.alive():
-            self.journal.remove(entry)
-            raise TargetGone(
-                f"pid {entry.pid} exited while the cut at {entry.location} was in place; "
-                "nothing to revert, journal entry cleared"
-            )
+            raise self._cleared_gone(entry)
         cut = Cut(
             target=entry.target,
             arch=self.arch,
@@ -589,12 +585,16 @@ class ProcessTarget:
             if found != entry.old:
                 self._rewrite(cut, _restorable(found, entry), entry.old)
         except TargetGone:
-            self.journal.remove(entry)
-            raise TargetGone(
-                f"pid {entry.pid} exited while the cut at {entry.location} was in place; "
-                "nothing to revert, journal entry cleared"
-            ) from None
+            raise self._cleared_gone(entry) from None
         self.journal.remove(entry)
+
+    def _cleared_gone(self, entry: Entry) -> TargetGone:
+        """Forget ``entry`` of a process that is gone; the error that says so."""
+        self.journal.remove(entry)
+        return TargetGone(
+            f"pid {entry.pid} exited while the cut at {entry.location} was in place; "
+            "nothing to revert, journal entry cleared"
+        )
 
 
 def _reap(tid: int, timeout: float) -> None:
