@@ -261,6 +261,7 @@ def test_revert_after_a_torn_write_and_refusal_over_foreign_bytes(
     target.leave(target.apply(planned))
     half = planned.size // 2
     os.kill(prog.pid, signal.SIGSTOP)  # no thread runs the bytes written behind knockout's back
+    wait_for(lambda: all_threads_stopped(prog.pid))  # seizing mid group-stop can miss the stop
     try:
         poke(prog.pid, planned.address + half, planned.old[half:])  # the torn write
         (outcome,) = revert_journaled(journal)
@@ -281,6 +282,15 @@ def test_revert_after_a_torn_write_and_refusal_over_foreign_bytes(
     assert journal.entries() == []
     assert_original_code(prog, target)
     assert prog.sample() == [NORMAL] * 2
+
+
+def all_threads_stopped(pid: int) -> bool:
+    """Whether every thread of ``pid`` is in group-stop (state T)."""
+    states = []
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{tid}/stat") as f:
+            states.append(f.read().rpartition(")")[2].split()[0])
+    return all(state == "T" for state in states)
 
 
 def poke(pid: int, address: int, data: bytes) -> None:
