@@ -11,54 +11,16 @@ never depend on keystone: they are encoded by ``knockout.arch.<isa>``.
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
 from typing import Any
 
-import capstone
-
+from knockout._capstone import open_disassembler
 from knockout.arch import Arch, get_arch
 from knockout.errors import BadInput, NotFound
+from knockout.insn import Encoded, Insn
 
 __all__ = ["Encoded", "Insn", "asm", "disasm"]
 
 
-@dataclass(frozen=True)
-class Insn:
-    """One decoded instruction."""
-
-    address: int
-    data: bytes
-    mnemonic: str
-    op_str: str
-
-    @property
-    def size(self) -> int:
-        return len(self.data)
-
-    @property
-    def end(self) -> int:
-        return self.address + len(self.data)
-
-    @property
-    def text(self) -> str:
-        return f"{self.mnemonic} {self.op_str}".strip()
-
-    def __str__(self) -> str:
-        return f"{self.address:#x}: {self.text}"
-
-
-_CAPSTONE = {
-    "x86_64": (capstone.CS_ARCH_X86, capstone.CS_MODE_64),
-    "aarch64": (capstone.CS_ARCH_ARM64, capstone.CS_MODE_ARM),
-}
-
-
-@functools.cache
-def _capstone(arch_name: str) -> capstone.Cs:
-    cs_arch, cs_mode = _CAPSTONE[arch_name]
-    cs = capstone.Cs(cs_arch, cs_mode)
-    cs.detail = False
-    return cs
 
 
 def disasm(data: bytes, arch: Arch | str, vma: int = 0) -> list[Insn]:
@@ -67,28 +29,15 @@ def disasm(data: bytes, arch: Arch | str, vma: int = 0) -> list[Insn]:
     Use :func:`knockout.asm.disasm` results' ``end`` to see how much decoded.
     """
     a = get_arch(arch)
+    decode = open_disassembler(*a.capstone)
     return [
         Insn(address, bytes(data[address - vma : address - vma + size]), mnemonic, op_str)
-        for address, size, mnemonic, op_str in _capstone(a.name).disasm_lite(data, vma)
+        for address, size, mnemonic, op_str in decode(bytes(data), vma)
     ]
 
 
-@dataclass(frozen=True)
-class Encoded:
-    """One instruction knockout encoded itself: its assembly text and its bytes."""
-
-    text: str
-    data: bytes
-
-
-_KEYSTONE_MODES = {
-    "x86_64": ("KS_ARCH_X86", "KS_MODE_64"),
-    "aarch64": ("KS_ARCH_ARM64", "KS_MODE_LITTLE_ENDIAN"),
-}
-
-
 @functools.cache
-def _keystone(arch_name: str) -> Any:
+def _keystone(arch: Arch) -> Any:
     try:
         import keystone
     except ImportError:
@@ -96,7 +45,7 @@ def _keystone(arch_name: str) -> Any:
             "free-form assembly needs keystone: run '.venv/bin/pip install keystone-engine' "
             "(it has no wheel for aarch64 hosts; cut intents do not need it)"
         ) from None
-    ks_arch, ks_mode = _KEYSTONE_MODES[arch_name]
+    ks_arch, ks_mode = arch.keystone
     return keystone.Ks(getattr(keystone, ks_arch), getattr(keystone, ks_mode))
 
 
@@ -134,7 +83,7 @@ def asm(text: str, arch: Arch | str, vma: int = 0) -> bytes:
     '1c0080d2c0035fd6'
     """
     a = get_arch(arch)
-    ks = _keystone(a.name)
+    ks = _keystone(a)
     import keystone
 
     try:

@@ -17,7 +17,9 @@ import functools
 import io
 import mmap
 import os
-from collections.abc import Iterator
+import platform
+from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
 from elftools.common.exceptions import DWARFError, ELFError
@@ -29,10 +31,18 @@ from knockout.errors import NotFound
 __all__ = [
     "CULines",
     "DwarfLines",
+    "Found",
+    "Row",
     "SourceLine",
+    "debug_cache",
+    "debug_vmlinux",
     "dwarf_lines",
+    "gdb_line_table",
+    "kernel_source_dir",
     "lines_for_addresses",
+    "notes_build_id",
     "run_line_program",
+    "running_kernel_build_id",
     "source_text",
 ]
 
@@ -45,11 +55,22 @@ class SourceLine(NamedTuple):
     line: int
 
 
-class CULines:
-    """The decoded line table of one compile unit, sorted by address."""
+#: a row of a line program: (address, file index, line, end_sequence, is_stmt)
+Row = tuple[int, int, int, bool, bool]
 
-    def __init__(self, rows: list[tuple[int, int, int, bool, bool]], files: list[str]) -> None:
-        rows.sort(key=lambda r: (r[0], not r[3]))  # by address; an end row first
+
+class CULines:
+    """The decoded line table of one compile unit, sorted by address.
+
+    ``rows`` come in line-program order.  Lookups by address (:meth:`at`,
+    :meth:`rows`) answer what gdb answers (:func:`gdb_line_table`); the raw
+    rows, sorted, serve lookups by line.
+    """
+
+    def __init__(self, rows: list[Row], files: list[str]) -> None:
+        self.effective = gdb_line_table(rows)
+        self._starts = [r[0] for r in self.effective]
+        rows = sorted(rows, key=lambda r: (r[0], not r[3]))  # by address; an end row first
         self.addresses = [r[0] for r in rows]
         self.file_index = [r[1] for r in rows]
         self.lines = [r[2] for r in rows]
@@ -59,23 +80,105 @@ class CULines:
 
     def at(self, address: int) -> tuple[str, int] | None:
         """The file and line of the code at ``address``, or None."""
-        i = bisect.bisect_right(self.addresses, address) - 1
-        if i < 0 or self.ends[i]:
+        i = bisect.bisect_right(self._starts, address) - 1
+        if i < 0 or self.effective[i][2] == 0:
             return None
-        return self.files[self.file_index[i]], self.lines[i]
+        _, file, line = self.effective[i]
+        return self.files[file], line
 
     def rows(self, start: int, end: int) -> list[SourceLine]:
-        """Rows whose code lies in ``[start, end)``, plus the row covering ``start``."""
-        i = max(bisect.bisect_right(self.addresses, start) - 1, 0)
+        """Rows whose code lies in ``[start, end)``, plus the row covering ``start``.
+
+        Where the code of a row ends without another row starting (the end of
+        a sequence), the next row starts later; callers see the gap as the
+        previous row's (:func:`lines_for_addresses`), as within a function.
+        """
+        i = max(bisect.bisect_right(self._starts, start) - 1, 0)
         out: list[SourceLine] = []
-        while i < len(self.addresses) and self.addresses[i] < end:
-            address = max(self.addresses[i], start)
-            if out and out[-1].address == address:
-                out.pop()  # of several rows at one address, the last one holds
-            if not self.ends[i]:
-                out.append(SourceLine(address, self.files[self.file_index[i]], self.lines[i]))
+        while i < len(self._starts) and self._starts[i] < end:
+            address, file, line = self.effective[i]
+            if line != 0:
+                out.append(SourceLine(max(address, start), self.files[file], line))
             i += 1
         return out
+
+
+def _finish_line(table: list[list[int]], pc: int) -> None:
+    """gdb's end marker (line 0) at ``pc`` in one file's table; drops that file's rows at ``pc``."""
+    last_line = None
+    while table:
+        last_line = table[-1][1]
+        if table[-1][0] != pc:
+            break
+        table.pop()
+    if last_line is not None and last_line != 0:
+        table.append([pc, 0, 1])
+
+
+def _per_file_tables(rows: list[Row]) -> dict[int, list[list[int]]]:
+    """Each file's ``[pc, line, is_stmt]`` entries, recorded the way gdb's DWARF reader does.
+
+    A switch of file ends the previous file's range with a line-0 marker
+    (which drops its rows at that address); a row without ``is_stmt`` that
+    switches file at an address which already had an ``is_stmt`` row is
+    ignored, as are rows of line 0.
+    """
+    tables: dict[int, list[list[int]]] = {}
+    last_file: int | None = None
+    last_address: int | None = None
+    stmt_here = False  # an is_stmt row was seen at last_address
+    for address, file, line, end, stmt in rows:
+        changed = file != last_file
+        same_place = address == last_address and stmt_here
+        ignore = not end and ((changed and same_place and not stmt) or line == 0)
+        if ((changed and not ignore) or end) and last_file is not None:
+            _finish_line(tables[last_file], address)
+        if end:
+            last_file = last_address = None  # each sequence starts afresh
+            stmt_here = False
+            continue
+        if not ignore:
+            tables.setdefault(file, []).append([address, line, int(stmt)])
+            last_file = file
+        if address != last_address:
+            last_address, stmt_here = address, False
+        stmt_here = stmt_here or stmt
+    return tables
+
+
+def _pick_in_group(group: list[list[int]]) -> list[int]:
+    """Of one file's entries at one address, gdb's: the last, or the last ``is_stmt`` before it."""
+    k = len(group) - 1
+    while k > 0 and group[k - 1][1] != 0 and not group[k][2]:
+        k -= 1
+    return group[k] if group[k][2] else group[-1]
+
+
+def gdb_line_table(rows: list[Row]) -> list[tuple[int, int, int]]:
+    """``(address, file, line)`` sorted by address, one per address, as gdb resolves them.
+
+    The code at an address belongs to the entry with the greatest address at
+    or below it; line 0 means no line (the end of a sequence).  Where several
+    rows share an address, gdb keeps the last row with ``is_stmt`` set (else
+    the last row) of the file in effect there.
+
+    >>> gdb_line_table([(0x10, 1, 5, False, True), (0x10, 1, 7, False, False),
+    ...                 (0x14, 1, 8, False, True), (0x18, 1, 8, True, True)])
+    [(16, 1, 5), (20, 1, 8), (24, 1, 0)]
+    """
+    chosen: dict[int, tuple[int, int]] = {}
+    for file, table in _per_file_tables(rows).items():
+        table.sort(key=lambda e: (e[0], e[1] != 0))  # stable: a marker first at its address
+        i = 0
+        while i < len(table):
+            j = i
+            while j < len(table) and table[j][0] == table[i][0]:
+                j += 1
+            pc, line, _ = _pick_in_group(table[i:j])
+            if line != 0 or pc not in chosen:  # a real row beats another file's end marker
+                chosen[pc] = (file, line)
+            i = j
+    return [(pc, *chosen[pc]) for pc in sorted(chosen)]
 
 
 def _decode(value: Any) -> str:
@@ -83,17 +186,27 @@ def _decode(value: Any) -> str:
 
 
 def _file_names(program: Any, comp_dir: str) -> list[str]:
-    """Full paths of the line program's files, indexed as its rows index them."""
+    """Paths of the line program's files, indexed as its rows index them.
+
+    Paths are absolute where the unit's ``DW_AT_comp_dir`` is; a relative
+    one (Debian's kernel: ``debian/build/build_amd64_none_amd64``) names a
+    directory of a build machine, so paths stay relative to it, as gdb
+    shows them (``mm/vmscan.c``): look them up under a source tree
+    (:func:`source_text`'s ``source_dirs``).
+    """
     version = program["version"]
     dirs = [_decode(d) for d in program["include_directory"]]
+    base = comp_dir if os.path.isabs(comp_dir) else ""
     names = []
     for entry in program["file_entry"]:
         index = entry["dir_index"]
-        if version >= 5:
+        if index == 0:
+            directory = base  # DWARF 5's directory 0 is the compilation directory
+        elif version >= 5:
             directory = dirs[index] if index < len(dirs) else ""
         else:
-            directory = comp_dir if index == 0 else dirs[index - 1]
-        path = os.path.join(comp_dir, directory, _decode(entry["name"]))
+            directory = dirs[index - 1]
+        path = os.path.join(base, directory, _decode(entry["name"]))
         names.append(os.path.normpath(path))
     # DWARF < 5 numbers files from 1; index 0 then means "no file"
     return names if version >= 5 else ["<unknown>", *names]
@@ -203,9 +316,7 @@ def _sleb(data: bytes, i: int) -> tuple[int, int]:
             return (result - (1 << shift) if byte & 0x40 else result), i
 
 
-def run_line_program(
-    data: bytes, header: Any, little_endian: bool = True
-) -> list[tuple[int, int, int, bool, bool]]:
+def run_line_program(data: bytes, header: Any, little_endian: bool = True) -> list[Row]:
     """Run a DWARF line-number program: ``(address, file, line, end_sequence, is_stmt)`` rows.
 
     ``data`` is the program's opcodes (after its header); ``header`` the
@@ -221,7 +332,7 @@ def run_line_program(
     default_stmt = bool(header["default_is_stmt"])
     const_add = ((255 - opcode_base) // line_range) * min_len
     order: Literal["little", "big"] = "little" if little_endian else "big"
-    rows: list[tuple[int, int, int, bool, bool]] = []
+    rows: list[Row] = []
     append = rows.append
     address, file, line, stmt = 0, default_file, 1, default_stmt
     i, n = 0, len(data)
@@ -477,9 +588,113 @@ def _source_file(path: str) -> tuple[str, ...] | None:
         return None
 
 
-def source_text(path: str, line: int) -> str | None:
-    """Line ``line`` (1-based) of source file ``path``, or None when unreadable."""
-    lines = _source_file(path)
-    if lines is None or not 0 < line <= len(lines):
+def source_text(path: str, line: int, source_dirs: Sequence[str | Path] = ()) -> str | None:
+    """Line ``line`` (1-based) of source file ``path``, or None when unreadable.
+
+    A relative ``path`` (``mm/vmscan.c``) is looked up in each of
+    ``source_dirs`` in turn (e.g. :func:`kernel_source_dir`), then as is.
+    """
+    candidates = [] if os.path.isabs(path) else [os.path.join(d, path) for d in source_dirs]
+    for candidate in [*candidates, path]:
+        lines = _source_file(candidate)
+        if lines is not None:
+            return lines[line - 1] if 0 < line <= len(lines) else None
+    return None
+
+
+# -- debug info and source of a Debian kernel (fetched by mk/debug.mk) -------------------
+
+
+class Found(NamedTuple):
+    """A file or directory looked for: ``path``, or None and ``reason`` (how to get it)."""
+
+    path: Path | None
+    reason: str = ""
+
+
+def debug_cache() -> Path:
+    """Where make setup keeps kernel debug info: $KNOCKOUT_DEBUG_CACHE, else /var/cache/knockout."""
+    return Path(os.environ.get("KNOCKOUT_DEBUG_CACHE") or "/var/cache/knockout")
+
+
+#: ELF note type of a GNU build-id
+_NT_GNU_BUILD_ID = 3
+
+
+def notes_build_id(notes: bytes) -> str | None:
+    """The GNU build-id (hex) in raw ELF notes such as ``/sys/kernel/notes``, or None.
+
+    >>> note = (4).to_bytes(4, "little") + (2).to_bytes(4, "little") + (3).to_bytes(4, "little")
+    >>> notes_build_id(note + b"GNU\\0" + b"\\xab\\xcd\\0\\0")
+    'abcd'
+    """
+    i = 0
+    while i + 12 <= len(notes):
+        namesz, descsz, kind = (
+            int.from_bytes(notes[i + k : i + k + 4], "little") for k in (0, 4, 8)
+        )
+        name_at = i + 12
+        desc_at = name_at + (namesz + 3) // 4 * 4
+        if kind == _NT_GNU_BUILD_ID and notes[name_at : name_at + namesz] == b"GNU\0":
+            return notes[desc_at : desc_at + descsz].hex()
+        i = desc_at + (descsz + 3) // 4 * 4
+    return None
+
+
+def running_kernel_build_id(path: str = "/sys/kernel/notes") -> str | None:
+    """The running kernel's build-id, or None where its notes cannot be read."""
+    try:
+        with open(path, "rb") as f:
+            return notes_build_id(f.read())
+    except OSError:
         return None
-    return lines[line - 1]
+
+
+def debug_vmlinux(release: str | None = None) -> Found:
+    """The debug vmlinux of kernel ``release`` (default: the running one) that make setup fetched.
+
+    For the running kernel its build-id must equal the kernel's own
+    (``/sys/kernel/notes``): line tables of another build would lie.
+    """
+    release = release or platform.release()
+    path = debug_cache() / "debug" / release / "vmlinux"
+    if not path.is_file():
+        return Found(
+            None,
+            f"no debug vmlinux for {release} at {path}; run 'make debug-vmlinux' "
+            f"(Debian's linux-image-{release}-dbg); entry cuts work without it",
+        )
+    if release == platform.release():
+        running = running_kernel_build_id()
+        own = open_elf(str(path)).build_id()
+        if running is not None and own is not None and running != own:
+            return Found(
+                None,
+                f"{path} has build-id {own} but the running kernel {running}; remove it and "
+                "run 'make debug-vmlinux' again",
+            )
+    return Found(path)
+
+
+def kernel_source_dir(release: str | None = None) -> Found:
+    """The unpacked linux-source tree for kernel ``release`` (default: the running one).
+
+    ``mk/debug.mk`` unpacks Debian's ``linux-source-X.Y`` of the kernel's
+    own version under ``<cache>/src/linux-source-X.Y`` and writes the release
+    it serves into ``.release`` there.
+    """
+    release = release or platform.release()
+    series = ".".join(release.split(".")[:2])
+    path = debug_cache() / "src" / f"linux-source-{series}"
+    try:
+        serves = (path / ".release").read_text().strip()
+    except OSError:
+        serves = None
+    if serves != release:
+        have = f" (it holds {serves}'s)" if serves else ""
+        return Found(
+            None,
+            f"no kernel source for {release} under {path}{have}; run 'make kernel-source' "
+            f"(Debian's linux-source-{series})",
+        )
+    return Found(path)

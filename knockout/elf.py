@@ -23,13 +23,14 @@ from elftools.elf.elffile import ELFFile
 from elftools.elf.relocation import RelocationSection
 from elftools.elf.sections import NoteSection, SymbolTableSection
 
-from knockout.arch import ARCHES, Arch
+from knockout.arch import Arch, arch_for_elf_machine
 from knockout.errors import BadInput, NotFound, Refused
 
 __all__ = [
     "ElfImage",
     "RawSymbol",
     "debug_file_for",
+    "load_bias",
     "open_elf",
     "open_file",
     "read_kcore",
@@ -87,10 +88,10 @@ class ElfImage:
     def arch(self) -> Arch:
         """The architecture the file's ``e_machine`` names."""
         machine = self.elf["e_machine"]
-        for arch in ARCHES:
-            if arch.elf_machine == machine:
-                return arch
-        raise BadInput(f"{self.path}: machine {machine} is not one knockout can disassemble")
+        arch = arch_for_elf_machine(machine)
+        if arch is None:
+            raise BadInput(f"{self.path}: machine {machine} is not one knockout can disassemble")
+        return arch
 
     @property
     def is_relocatable(self) -> bool:
@@ -136,19 +137,32 @@ class ElfImage:
         relocations = self.elf.get_section_by_name(".rela.plt")
         sec = self.elf.get_section_by_name(".plt.sec")
         plt = sec or self.elf.get_section_by_name(".plt")
-        header = {"EM_X86_64": 16, "EM_AARCH64": 32}.get(self.elf["e_machine"])
-        if not isinstance(relocations, RelocationSection) or plt is None or header is None:
+        arch = arch_for_elf_machine(self.elf["e_machine"])
+        if not isinstance(relocations, RelocationSection) or plt is None or arch is None:
             return []
+        header = arch.plt_header
         dynsym = self.elf.get_section(relocations["sh_link"])
         if not isinstance(dynsym, SymbolTableSection):
             return []
         start = plt["sh_addr"] + (0 if sec is not None else header)
+        entries = self._symbol_entries(dynsym)
+        strtab = self.elf.get_section(dynsym["sh_link"]).data()
         out = []
-        for i, reloc in enumerate(relocations.iter_relocations()):
-            name = dynsym.get_symbol(reloc["r_info_sym"]).name
-            if name and start + 16 * (i + 1) <= plt["sh_addr"] + plt["sh_size"]:
+        for i, index in enumerate(self._relocation_symbols(relocations)):
+            if index >= len(entries) or start + 16 * (i + 1) > plt["sh_addr"] + plt["sh_size"]:
+                continue
+            offset = entries[index][0]
+            name = strtab[offset : strtab.index(b"\0", offset)].decode("utf-8", "replace")
+            if name:
                 out.append(RawSymbol(f"{name}@plt", start + 16 * i, 16, False))
         return out
+
+    def _relocation_symbols(self, section: Any) -> list[int]:
+        """The symbol index of each ``Elf64_Rela`` entry, in order (one struct pass)."""
+        endian = "<" if self.elf.little_endian else ">"
+        if self.elf.elfclass != 64:
+            return [r["r_info_sym"] for r in section.iter_relocations()]
+        return [info >> 32 for _o, info, _a in struct.iter_unpack(endian + "QQq", section.data())]
 
     def _sized(self, found: list[tuple[int, RawSymbol]]) -> list[RawSymbol]:
         starts: dict[int, list[int]] = {}
@@ -233,22 +247,57 @@ class ElfImage:
             raise NotFound(f"{self.path}: short read at offset {offset:#x}; the file is truncated")
         return data
 
+    def vaddr_of_offset(self, offset: int) -> int | None:
+        """The link-time address of file offset ``offset`` (in a PT_LOAD segment), or None.
+
+        perf prints a user frame's ip as an offset into its file; symbols are
+        at link-time addresses (the same numbers only in a PIE linked at 0).
+        """
+        for vaddr, seg_offset, filesz, _memsz in self._segments:
+            if seg_offset <= offset < seg_offset + filesz:
+                return vaddr + offset - seg_offset
+        return None
+
     def load_bias(self, map_start: int, map_offset: int) -> int:
         """The bias of a mapping of this file at ``map_start`` from file offset ``map_offset``.
 
         A runtime address is the link-time address plus the bias (0 for a
         non-PIE executable, the load base for PIE and shared libraries).
         """
-        for vaddr, offset, filesz, _memsz in self._segments:
-            page_offset = offset & ~0xFFF
-            if page_offset <= map_offset < offset + max(filesz, 1):
-                return map_start - map_offset - (vaddr - offset)
-        return map_start - map_offset
+        return _bias(tuple(self._segments), map_start, map_offset)
 
 
-@functools.lru_cache(maxsize=64)
+def _bias(segments: tuple[tuple[int, int, int, int], ...], map_start: int, map_offset: int) -> int:
+    for vaddr, offset, filesz, _memsz in segments:
+        page_offset = offset & ~0xFFF
+        if page_offset <= map_offset < offset + max(filesz, 1):
+            return map_start - map_offset - (vaddr - offset)
+    return map_start - map_offset
+
+
+#: opened ELF files kept (each holds one file descriptor)
+_OPEN_FILES = 8
+
+
+@functools.lru_cache(maxsize=_OPEN_FILES)
 def _open_cached(path: str, mtime_ns: int) -> ElfImage:
     return ElfImage(path, open_file(path))
+
+
+@functools.lru_cache(maxsize=256)
+def _load_segments(path: str, mtime_ns: int) -> tuple[tuple[int, int, int, int], ...]:
+    """A file's PT_LOAD segments, kept without keeping the file open."""
+    with open_file(path) as stream:
+        return tuple(ElfImage(path, stream)._segments)
+
+
+def load_bias(path: str, map_start: int, map_offset: int) -> int:
+    """:meth:`ElfImage.load_bias` of ``path`` without keeping it open (for /proc/PID/maps)."""
+    try:
+        mtime = os.stat(path).st_mtime_ns
+    except OSError as exc:
+        raise NotFound(f"{path}: cannot read ({exc.strerror}); check the path") from None
+    return _bias(_load_segments(path, mtime), map_start, map_offset)
 
 
 def open_elf(path: str) -> ElfImage:

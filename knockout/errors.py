@@ -13,6 +13,7 @@ from __future__ import annotations
 
 __all__ = [
     "BadInput",
+    "CutLost",
     "KnockoutError",
     "NotFound",
     "Refused",
@@ -39,6 +40,10 @@ class Refused(KnockoutError, PermissionError):
 
 class UnsafeCut(KnockoutError, RuntimeError):
     """A cut would not be safe: bytes differ, not on an instruction boundary, ..."""
+
+
+class CutLost(KnockoutError, RuntimeError):
+    """A cut was not in place for a whole window (expired, overwritten): the window is void."""
 
 
 class TargetGone(KnockoutError, ProcessLookupError):

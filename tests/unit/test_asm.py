@@ -66,7 +66,11 @@ def test_missing_keystone_names_the_fix(monkeypatch: pytest.MonkeyPatch) -> None
 def test_cli_asm_text(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["asm", "--arch", "arm64", "mov x28, #0; ret", "--vma", "0x1000"]) == 0
     out = capsys.readouterr().out.splitlines()
-    assert out == ["1c0080d2c0035fd6", "0x1000: 1c0080d2  mov x28, #0", "0x1004: c0035fd6  ret"]
+    assert out == [
+        "1c0080d2c0035fd6",
+        "0x1000: 1c0080d2  0xd280001c  mov x28, #0",  # the word, as the seed writes it
+        "0x1004: c0035fd6  0xd65f03c0  ret",
+    ]
 
 
 def test_cli_asm_json(capsys: pytest.CaptureFixture[str]) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -104,8 +103,8 @@ def test_raw_hex_seed_words(capsys: pytest.CaptureFixture[str]) -> None:
         ["disasm", "--arch", "arm64", "--hex", "1c0080d2 c0035fd6", "--vma", "0x1000"], capsys
     )
     assert rc == 0
-    assert "0x0000000000001000:\t1c 00 80 d2\tmov x28, #0" in out
-    assert "0x0000000000001004:\tc0 03 5f d6\tret" in out
+    assert "0x0000000000001000:\t1c 00 80 d2\t0xd280001c\tmov x28, #0" in out
+    assert "0x0000000000001004:\tc0 03 5f d6\t0xd65f03c0\tret" in out
 
 
 def test_raw_hex_x86_json(capsys: pytest.CaptureFixture[str]) -> None:
@@ -120,23 +119,20 @@ def test_undecodable_bytes_are_shown(capsys: pytest.CaptureFixture[str]) -> None
 
 
 def fake_kernel(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, text: bytes | None) -> Path:
-    """A kallsyms file, no /proc/kcore, and (if ``text``) a kernel target reading ``text``."""
+    """A kallsyms file and a kernel target reading ``text`` (None: one that cannot read)."""
+    from knockout.errors import NotFound
+
     path = tmp_path / "kallsyms"
     path.write_text(KALLSYMS)
-    real_exists = os.path.exists
-    monkeypatch.setattr(
-        "knockout.commands.disasm.os.path.exists",
-        lambda p: False if p == "/proc/kcore" else real_exists(p),
-    )
-    if text is None:
-        monkeypatch.setitem(sys.modules, "knockout.targets.kernel", None)
-        return path
 
     class KernelTarget:
         def __init__(self, *, load: bool = True) -> None:
             assert not load, "disasm must not load the module"
+            if text is None:  # what the real one says without /proc/kcore or the module
+                raise NotFound("/proc/knockout does not exist; load the module (knockout.ko) first")
 
         def read(self, address: int, size: int) -> bytes:
+            assert text is not None
             return (text * (size // len(text) + 1))[:size]
 
     module = types.ModuleType("knockout.targets.kernel")
@@ -153,7 +149,7 @@ def test_kernel_without_kcore_uses_kernel_target(
     monkeypatch.setattr("knockout.commands.disasm.host_arch", lambda: get_arch("arm64"))
     rc, out, err = run(["disasm", "shrink_slab+0x150", "--kallsyms", str(path)], capsys)
     assert (rc, err) == (0, "")
-    assert "=> 0xffff800008300550 <shrink_slab+0x150>:\t1c 00 80 d2\tmov x28, #0" in out
+    assert "=> 0xffff800008300550 <shrink_slab+0x150>:\t1c 00 80 d2\t0xd280001c\tmov x28, #0" in out
     assert out.count("\n") == 0x400 // 4  # the whole function, sized to the next symbol
 
 
@@ -174,7 +170,7 @@ def bad_cases(built: dict[str, Path], tmp_path: Path) -> list[tuple[list[str], s
         (["--arch", "x86_64", "--hex", "zz"], "is not hex bytes"),
         (["--hex", "c3"], "--hex needs --arch"),
         (["--arch", "mips", "--hex", "c3"], "unknown architecture"),
-        (["burn", "--pid", "999999999"], "no process 999999999"),
+        (["burn", "--pid", "999999999"], "no process with pid 999999999"),
         (["burn", "--elf", demo, "--length", "0"], "positive number of bytes"),
         ([], "name what to disassemble"),
     ]
@@ -231,8 +227,8 @@ def test_subprocess_exit_status(built: dict[str, Path]) -> None:
 
 
 def test_changed_bytes_are_decoded_again() -> None:
-    """The decode memo is keyed on the bytes read: a cut shows up at once."""
-    from knockout.commands.disasm import disassemble
+    """The listing cache is keyed on the bytes read: a cut shows up at once."""
+    from knockout.listing import Disassembler
     from knockout.symbols import Symbol, SymbolTable
 
     table = SymbolTable([Symbol("f", 0x1000, 8)])
@@ -241,67 +237,13 @@ def test_changed_bytes_are_decoded_again() -> None:
     def read(address: int, size: int) -> bytes:
         return bytes(memory[address - 0x1000 : address - 0x1000 + size])
 
-    arch = get_arch("x86_64")
-    before = [line.insn.text for line in disassemble(table, 0x1000, 8, read, arch)]
+    d = Disassembler(table, read, "x86_64")
+    before = [line.insn.text for line in d.lines(0x1000, 8)]
     assert before == ["endbr64", "xor eax, eax", "ret", "nop"]
-    assert disassemble(table, 0x1000, 8, read, arch) is disassemble(table, 0x1000, 8, read, arch)
+    assert d.lines(0x1000, 8) is d.lines(0x1000, 8)
     memory[4:6] = bytes.fromhex("9090")
-    after = [line.insn.text for line in disassemble(table, 0x1000, 8, read, arch)]
+    after = [line.insn.text for line in d.lines(0x1000, 8)]
     assert after == ["endbr64", "nop", "nop", "ret", "nop"]
-
-
-VMLINUX_C = r"""
-__asm__(".text\n.globl _text\n.type _text, @function\n_text:\n\tnop\n\t.size _text, 1\n");
-
-__attribute__((noinline)) unsigned long shrink_slab(unsigned long n)
-{
-	unsigned long freed = 0;
-	for (unsigned long i = 0; i < n; i++)
-		freed += i & 7;
-	return freed;
-}
-
-int main(void) { return (int)shrink_slab(3); }
-"""
-
-
-@needs_gcc
-def test_live_kernel_with_debug_vmlinux(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    """``--kernel --elf vmlinux``: kallsyms addresses, source lines shifted by the KASLR offset."""
-    src = tmp_path / "vmscan.c"
-    src.write_text(VMLINUX_C)
-    vmlinux = tmp_path / "vmlinux"
-    subprocess.run(["gcc", "-O2", "-g", "-no-pie", "-o", str(vmlinux), str(src)], check=True)
-    nm = subprocess.run(["nm", "-S", str(vmlinux)], capture_output=True, text=True).stdout
-    linked = {
-        f[3]: (int(f[0], 16), int(f[1], 16)) for f in map(str.split, nm.splitlines()) if len(f) == 4
-    }
-    kaslr = 0xFFFFFFFF81000000 - linked["_text"][0]
-    image = open_elf(str(vmlinux))
-    fake_kernel(monkeypatch, tmp_path, b"\x90")
-    kallsyms_file = tmp_path / "kallsyms.x86"
-    address, size = linked["shrink_slab"]
-    kallsyms_file.write_text(
-        f"{linked['_text'][0] + kaslr:016x} T _text\n"
-        f"{address + kaslr:016x} T shrink_slab\n"
-        f"{address + size + kaslr:016x} T after_shrink_slab\n"
-    )
-    live = sys.modules["knockout.targets.kernel"].KernelTarget
-
-    def read(self: object, where: int, n: int) -> bytes:
-        return image.read(where - kaslr, n)
-
-    monkeypatch.setattr(live, "read", read)
-    monkeypatch.setattr("knockout.commands.disasm.host_arch", lambda: get_arch("x86_64"))
-    argv = ["disasm", "shrink_slab", "--kernel", "--elf", str(vmlinux), "--source"]
-    rc, out, err = run([*argv, "--kallsyms", str(kallsyms_file), "--json"], capsys)
-    assert (rc, err) == (0, ""), err
-    records = json.loads(out)
-    assert records[0]["address"] == address + kaslr and records[0]["symbol"] == "shrink_slab"
-    assert {r["file"] for r in records} == {str(src)}
-    assert any(r["line"] == 7 for r in records)  # freed += i & 7;
 
 
 FREESTANDING_C = r"""
@@ -351,13 +293,17 @@ def test_aarch64_elf(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None
     assert burn is not None
     calls = [r["text"] for r in records if r["text"].startswith("bl ")]
     assert calls == [f"bl #{int(burn[1], 16):#x} <burn>"]
-    where = subprocess.run(
-        ["aarch64-linux-gnu-addr2line", "-e", str(elf), *(hex(r["address"]) for r in records)],
+    # lines as gdb gives them (where rows share an address, the last is_stmt one)
+    lines = [ex for r in records for ex in ("-ex", f"info line *{r['address']:#x}")]
+    said = subprocess.run(
+        ["gdb-multiarch", "-nx", "-batch", *lines, str(elf)],
         capture_output=True,
         text=True,
         check=True,
-    ).stdout.splitlines()
-    assert [f"{r['file']}:{r['line']}" for r in records] == [w.split(" ")[0] for w in where]
+    ).stdout
+    gdb_lines = [int(m[1]) for m in re.finditer(r'^Line (\d+) of "', said, re.MULTILINE)]
+    assert [r["line"] for r in records] == gdb_lines
+    assert all(r["file"].endswith("free.c") for r in records)
 
 
 def test_unknown_symbol_is_reported_before_the_kernel_is_read(
@@ -370,3 +316,14 @@ def test_unknown_symbol_is_reported_before_the_kernel_is_read(
         f"knockout: no symbol 'main' in {path} "
         "(the live kernel; for user code pass --elf FILE or --pid PID)\n"
     )
+
+
+def test_words_as_the_seed_writes_them(capsys: pytest.CaptureFixture[str]) -> None:
+    rc, out, err = run(["disasm", "--arch", "arm64", "--words", "0xd280001c,0xd65f03c0"], capsys)
+    assert (rc, err) == (0, "")
+    assert [line.split("\t")[-1] for line in out.splitlines()] == ["mov x28, #0", "ret"]
+    assert "1c 00 80 d2\t0xd280001c" in out
+    rc, _, err = run(["disasm", "--arch", "x86_64", "--words", "0x90"], capsys)
+    assert rc == 2 and "no fixed instruction words; give the bytes with --hex" in err
+    rc, _, err = run(["disasm", "--arch", "arm64", "--words", "zz"], capsys)
+    assert rc == 2 and "is not instruction words" in err

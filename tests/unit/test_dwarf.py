@@ -1,4 +1,11 @@
-"""DWARF line tables, checked against binutils' addr2line and objdump on ELFs built here."""
+"""DWARF line tables, checked against gdb (and binutils) on ELFs built here.
+
+Lines by address follow gdb (``info line *ADDR``), which ``disassemble /s``
+shows: where several rows share an address gdb keeps the last ``is_stmt``
+row of the file in effect, and binutils' addr2line sometimes answers another
+row.  The same comparison on Debian's debug vmlinux is in
+tests/vm/test_debug_vmlinux.py.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from knockout.asm import disasm
-from knockout.dwarf import SourceLine, dwarf_lines, lines_for_addresses, source_text
+from knockout.dwarf import CULines, SourceLine, dwarf_lines, lines_for_addresses, source_text
 from knockout.elf import open_elf
 from knockout.symbols import elf_symbols
 from tests.unit.test_symbols import built, needs_gcc
@@ -26,6 +33,25 @@ int other_add(int a, int b)
 	return s;
 }
 """
+
+
+def gdb_lines(path: Path, addresses: list[int]) -> list[tuple[str, int] | None]:
+    """gdb's answer for each address (``info line *ADDR``): (file, line), None without one.
+
+    The file is gdb's symtab file name (relative where the DWARF's is).
+    """
+    args = ["gdb", "-nx", "-batch", *(x for a in addresses for x in ("-ex", f"info line *{a:#x}"))]
+    out = subprocess.run([*args, str(path)], capture_output=True, text=True, check=True).stdout
+    result: list[tuple[str, int] | None] = []
+    for line in out.splitlines():
+        if line.startswith("Line "):
+            match = re.match(r'Line (\d+) of "([^"]+)"', line)
+            assert match, line
+            result.append((match[2], int(match[1])))
+        elif line.startswith("No line number information"):
+            result.append(None)
+    assert len(result) == len(addresses), out
+    return result
 
 
 def addr2line(path: Path, addresses: list[int]) -> list[tuple[str, int] | None]:
@@ -49,24 +75,24 @@ def function_addresses(path: Path, name: str) -> list[int]:
 
 pytestmark = [
     needs_gcc,
-    pytest.mark.skipif(shutil.which("addr2line") is None, reason="needs binutils"),
+    pytest.mark.skipif(shutil.which("addr2line") is None, reason="needs binutils (make setup)"),
+    pytest.mark.skipif(shutil.which("gdb") is None, reason="needs gdb (make setup)"),
 ]
 
 
 @pytest.mark.parametrize("variant", ["demo", "demo4"])
-def test_every_address_matches_addr2line(built: dict[str, Path], variant: str) -> None:
-    """DWARF 5 (gcc 12's default) and DWARF 4 give addr2line's file:line everywhere."""
+def test_every_address_matches_gdb(built: dict[str, Path], variant: str) -> None:
+    """DWARF 5 (gcc 12's default) and DWARF 4 give gdb's file:line everywhere."""
     path = built[variant]
     lines = dwarf_lines(str(path))
     assert lines is not None
     for function in ("burn", "main"):
         addresses = function_addresses(path, function)
-        expected = addr2line(path, addresses)
         got = [lines.at(a) for a in addresses]
-        assert [(g[0], g[1]) if g else None for g in got] == expected, function
+        assert got == gdb_lines(path, addresses), function
 
 
-def test_rows_interleave_like_addr2line(built: dict[str, Path]) -> None:
+def test_rows_interleave_like_gdb(built: dict[str, Path]) -> None:
     path = built["demo"]
     lines = dwarf_lines(str(path))
     assert lines is not None
@@ -75,7 +101,36 @@ def test_rows_interleave_like_addr2line(built: dict[str, Path]) -> None:
     rows = lines.rows(burn.address, burn.end)
     assert rows and all(burn.address <= r.address < burn.end for r in rows)
     per_insn = lines_for_addresses(rows, addresses)
-    assert [(r.file, r.line) if r else None for r in per_insn] == addr2line(path, addresses)
+    assert [(r.file, r.line) if r else None for r in per_insn] == gdb_lines(path, addresses)
+
+
+def test_rows_sharing_an_address_resolve_like_gdb() -> None:
+    """Hand-made rows of the shapes found in Debian's vmlinux (shrink_slab), gdb's answers.
+
+    0x10: of several rows, the last is_stmt one; 0x20: a non-stmt row switching
+    file where an is_stmt row was already seen is ignored; 0x30: one where none
+    was seen is kept; 0x40: the end of the sequence leaves no line.
+    """
+    rows = [
+        (0x10, 1, 5, False, True),
+        (0x10, 2, 7, False, True),  # switches file: ends file 1 at 0x10
+        (0x10, 2, 9, False, True),
+        (0x10, 2, 9, False, False),
+        (0x20, 2, 11, False, True),
+        (0x20, 1, 3, False, False),  # ignored
+        (0x30, 2, 12, False, False),
+        (0x30, 1, 4, False, False),  # kept: no is_stmt row at 0x30
+        (0x40, 1, 4, True, True),
+    ]
+    table = CULines(rows, ["<unknown>", "a.c", "b.h"])
+    assert [table.at(a) for a in (0x10, 0x1F, 0x20, 0x30, 0x3F, 0x40)] == [
+        ("b.h", 9),
+        ("b.h", 9),
+        ("b.h", 11),
+        ("a.c", 4),
+        ("a.c", 4),
+        None,
+    ]
 
 
 def test_line_to_address_is_gdbs_breakpoint(built: dict[str, Path]) -> None:
@@ -120,7 +175,7 @@ def test_without_aranges_uses_cu_ranges(built: dict[str, Path], tmp_path: Path) 
     lines = dwarf_lines(str(copy))
     assert lines is not None
     addresses = function_addresses(built["demo"], "burn")
-    assert [lines.at(a) for a in addresses] == addr2line(built["demo"], addresses)
+    assert [lines.at(a) for a in addresses] == gdb_lines(built["demo"], addresses)
 
 
 def test_only_the_needed_compile_unit_is_decoded(built: dict[str, Path], tmp_path: Path) -> None:
@@ -131,7 +186,7 @@ def test_only_the_needed_compile_unit_is_decoded(built: dict[str, Path], tmp_pat
     lines = dwarf_lines(str(main))
     assert lines is not None
     address = elf_symbols(str(main)).lookup("other_add").address
-    assert [lines.at(address)] == addr2line(main, [address])
+    assert [lines.at(address)] == gdb_lines(main, [address])
     assert len(lines._cus) == 1  # the CU of demo.c was never decoded
     lines.at(address + 1)
     assert len(lines._cus) == 1  # and other.c's table was decoded once

@@ -19,7 +19,7 @@ import pytest
 from hypothesis import Phase, given, settings
 from hypothesis import strategies as st
 
-from knockout.arch import aarch64, get_arch, x86_64
+from knockout.arch import CodeStyle, aarch64, get_arch, x86_64
 from knockout.asm import Encoded, asm, disasm
 from knockout.errors import BadInput
 
@@ -345,3 +345,64 @@ def test_encoders_accept_exactly_the_arch_tables_registers(isa: object) -> None:
             continue
         accepted.add(reg)
     assert accepted == set(arch.registers)
+
+
+# --- the search's encoders: xor zeroing, freeing the stack, return-at, forced branches ------
+
+
+@needs_llvm_mc
+def test_x86_xor_zero_and_add_rsp_match_llvm_mc() -> None:
+    zeros = [x86_64.xor_zero(r) for r in X86_REGS]
+    adds = [[x86_64.add_rsp(n)] for n in (8, 0x48, 127, 128, 0x200, 0x12345)]
+    check_against_llvm_mc("x86_64", zeros + adds)
+    for reg, code in zip(X86_REGS, zeros, strict=True):
+        n, _bits = x86_64.parse_reg(reg)
+        assert len(joined(code)) == (3 if n >= 8 else 2)
+    assert [len(a[0].data) for a in adds] == [4, 4, 4, 7, 7, 7]
+    with pytest.raises(BadInput, match="cannot free 0 bytes"):
+        x86_64.add_rsp(0)
+
+
+@needs_llvm_mc
+def test_a64_add_sp_matches_llvm_mc() -> None:
+    cases = [[aarch64.add_sp(n)] for n in (16, 0x30, 0xFFF, 0x1000, 0x2000, 0xFFF000)]
+    check_against_llvm_mc("aarch64", cases)
+    with pytest.raises(BadInput, match="too large"):
+        aarch64.add_sp(0x1001)
+
+
+@SWEEP
+@given(st.integers(0, 0xFFFF), st.integers(-100, 0x10000), st.one_of(st.none(), values(64)))
+def test_x86_return_at_lands_where_asked(at: int, delta: int, value: int | None) -> None:
+    """Decoded back: rax set (or kept), the jump's target the epilogue, rel8 where it reaches."""
+    epilogue = max(at + delta, 0)
+    for relocatable in (False, True):
+        code = x86_64.encode_return_at(value, at, epilogue, relocatable=relocatable)
+        insns = disasm(joined(code), "x86_64", at)
+        assert len(insns) == len(code)
+        assert x86_64.branch_target(insns[-1]) == epilogue
+        regs, other = run_x86(joined(code[:-1]))
+        assert regs == ({} if value is None else {0: value & MASK64}) and not other
+        short = -128 <= epilogue - (insns[-1].address + 2) < 128
+        assert insns[-1].size == (2 if short and not relocatable else 5)
+
+
+def test_force_branch_encodings() -> None:
+    je8 = disasm(bytes.fromhex("7410"), "x86_64", 0x1000)[0]
+    je32 = disasm(bytes.fromhex("0f8400100000"), "x86_64", 0x1000)[0]
+    assert joined(x86_64.encode_force_branch(je8, True)).hex() == "eb10"
+    assert joined(x86_64.encode_force_branch(je8, False)) == b""
+    relocatable = x86_64.encode_force_branch(je8, True, relocatable=True)
+    assert disasm(joined(relocatable), "x86_64", 0x1000)[0].text == "jmp 0x1012"
+    assert disasm(joined(x86_64.encode_force_branch(je32, True)), "x86_64", 0x1000)[0].op_str == (
+        "0x2006"
+    )
+    with pytest.raises(BadInput, match="not a conditional jump"):
+        x86_64.encode_force_branch(disasm(bytes.fromhex("eb10"), "x86_64")[0], True)
+    arch = get_arch("arm64")
+    for word_, target in ((0xB4000060, 0x100C), (0x54000080, 0x1010), (0x36080040, 0x1008)):
+        branch = disasm(aarch64.word(word_), "arm64", 0x1000)[0]  # cbz, b.eq, tbz
+        assert arch.is_conditional_branch(branch)
+        (taken,) = arch.force_branch(branch, True, CodeStyle())
+        assert disasm(taken.data, "arm64", 0x1000)[0].text == f"b #{target:#x}"
+        assert arch.force_branch(branch, False, CodeStyle()) == []

@@ -25,9 +25,21 @@ from hypothesis import strategies as st
 
 from knockout.arch import aarch64, get_arch, x86_64
 from knockout.asm import Insn, disasm
-from knockout.cuts import Cut, Identity, Intent, RawBytes, Return, SetReg, Skip, SkipCall
+from knockout.cuts import (
+    Cut,
+    ForceBranch,
+    Identity,
+    Intent,
+    RawBytes,
+    Return,
+    ReturnAt,
+    SetReg,
+    Skip,
+    SkipCall,
+    describe_intent,
+)
 from knockout.errors import BadInput, NotFound, UnsafeCut
-from knockout.plan import CodeStyle, plan_at, plan_cut, stub_code
+from knockout.plan import CodeStyle, plan_at, plan_cut, plan_cuts, stub_code
 from knockout.symbols import Location, Symbol
 
 SOURCE = r"""
@@ -151,7 +163,7 @@ def arm64(tmp_path_factory: pytest.TempPathFactory) -> Elf:
     return _build("arm64", tmp_path_factory)
 
 
-STUB = CodeStyle(kernel_x86_jmp_stub=True)
+STUB = CodeStyle(jump_stub=True, ftrace_entry=True)  # how the kernel module writes
 
 
 def first_cuttable(e: Elf, name: str) -> int:
@@ -374,16 +386,21 @@ def test_branch_into_the_cut_is_refused(build: Elf) -> None:
 
 
 def test_entry_prefix_is_never_cut(kernel: Elf, arm64: Elf) -> None:
+    """Inside the prefix: refused; at the function's start: placed after it, like --return."""
     _, start = kernel.code("work")
     with pytest.raises(
-        UnsafeCut, match=r"^work is 'endbr64', which the entry needs .* cut at work\+0x9"
+        UnsafeCut,
+        match=r"^work\+0x4 is 'nop dword ptr \[rax \+ rax\]', which the entry needs"
+        r" .* cut at work\+0x9",
     ):
-        kernel.plan("work", start, Skip())
-    with pytest.raises(UnsafeCut, match=r"^work\+0x4 is 'nop dword ptr \[rax \+ rax\]'"):
         kernel.plan("work", start + 4, SetReg("eax", 0))
+    assert kernel.plan("work", start, Skip()).location == "work+0x9"
+    assert kernel.plan("work", start, Identity()).location == "work+0x9"
+    assert kernel.plan("work", start, Return(0)).location == "work+0x9"
     _, start = arm64.code("caller")
-    with pytest.raises(UnsafeCut, match=r"^caller is 'paciasp'"):
-        arm64.plan("caller", start, Skip())
+    paciasp = next(i for i in arm64.insns("caller") if i.mnemonic == "paciasp")
+    assert paciasp.address == start  # so only placement is seen here (see the ftrace-site test)
+    assert arm64.plan("caller", start, Skip()).address == paciasp.end
 
 
 # --- the kernel's jmp-to-stub style -------------------------------------------------------------
@@ -443,7 +460,7 @@ def test_stub_refuses_near_the_end(plain: Elf) -> None:
     last = plain.insns("bump")[-1]
     assert last.text == "ret"
     with pytest.raises(
-        UnsafeCut, match=r"the jmp to the stub needs 4 bytes from .* bump ends after"
+        UnsafeCut, match=r"the jump to the stub needs 4 bytes from .* bump ends after"
     ):
         plain.plan("bump", last.address, Skip(), STUB)
 
@@ -452,7 +469,7 @@ def test_stub_refuses_functions_with_indirect_jumps(kernel: Elf) -> None:
     insns = kernel.insns("pick")
     k = next(k for k, i in enumerate(insns) if x86_64.is_indirect_jump(i)) - 1  # jump table
     kernel.plan("pick", insns[k].address, Identity())  # in place: fine
-    with pytest.raises(UnsafeCut, match=r"is an indirect jump .* use a kprobe for pick"):
+    with pytest.raises(UnsafeCut, match=r"is an indirect jump .* pick cannot be cut this way"):
         kernel.plan("pick", insns[k].address, Identity(), STUB)
 
 
@@ -460,7 +477,7 @@ def test_stub_return_through_thunk_relocates(kernel: Elf) -> None:
     thunk = kernel.symbols["__x86_return_thunk"][0]
     _, start = kernel.code("helper")
     cut = kernel.plan(
-        "helper", start, Return(0), CodeStyle(kernel_x86_jmp_stub=True, return_thunk=thunk)
+        "helper", start, Return(0), CodeStyle(jump_stub=True, ftrace_entry=True, return_thunk=thunk)
     )
     assert cut.size >= 5 and cut.address == start + 9
     stub_at = thunk + 0x7000
@@ -512,8 +529,8 @@ class FakeTarget:
     def symbols(self) -> FakeSymbols:
         return FakeSymbols(self.table)
 
-    def code_style(self) -> CodeStyle | None:
-        return self.style
+    def code_style(self) -> CodeStyle:
+        return self.style or CodeStyle()
 
 
 @pytest.mark.parametrize("sized", [True, False])
@@ -536,7 +553,7 @@ def test_plan_at_asks_the_target_for_its_style(kernel: Elf) -> None:
     insns = kernel.insns("bump")
     k = next(k for k in range(len(insns) - 1) if insns[k].size < 5 and "rip" in insns[k + 1].op_str)
     _, start = kernel.code("bump")
-    with pytest.raises(UnsafeCut, match="jmp to the stub"):
+    with pytest.raises(UnsafeCut, match="jump to the stub"):
         plan_at(target, f"bump+{insns[k].address - start:#x}", Skip())
 
 
@@ -547,10 +564,10 @@ def test_a_call_at_the_entry_is_ftrace_only_in_kernel_code(plain: Elf) -> None:
     assert plain.plan("caller", start, SkipCall()).instructions == 1
     assert plain.plan("caller", start, Return(0)).address == start
     kernel_code = CodeStyle(ftrace_entry=True)
-    with pytest.raises(UnsafeCut, match=r"^caller is 'call 0x[0-9a-f]+', which the entry needs"):
-        plain.plan("caller", start, SkipCall(), kernel_code)
+    # every intent at the function's start lands where a return would: past ftrace's call
     assert plain.plan("caller", start, Return(0), kernel_code).address == first.end
-    assert STUB.entry_call_is_ftrace and not CodeStyle().entry_call_is_ftrace
+    assert plain.plan("caller", start, Identity(), kernel_code).address == first.end
+    assert STUB.ftrace_entry and not CodeStyle().ftrace_entry
     assert plain.plan("caller", start, Return(0), STUB).address == first.end
 
 
@@ -589,10 +606,11 @@ def test_stub_refuses_what_the_module_refuses_calls_and_traps(kernel: Elf) -> No
             kernel.plan("caller", call.address, RawBytes(raw), STUB)
     # traps: the module looks BUG/WARN up by address and owns no INT3 in a stub
     four = next(i for i in insns[first_cuttable(kernel, "caller") :] if i.size == 4)
-    for raw, text in (("0f0b9090", "ud2"), ("cc909090", "int3"), ("cd039090", "int 3")):
-        kernel.plan("caller", four.address, RawBytes(bytes.fromhex(raw)))  # in place: fine
+    traps = [("0f0b9090", "ud2"), ("cc909090", "int3"), ("cd039090", "int 3")]
+    for hexed, text in traps:
+        kernel.plan("caller", four.address, RawBytes(bytes.fromhex(hexed)))  # in place: fine
         with pytest.raises(UnsafeCut, match=rf"would hold '{text}' .*a trap") as exc:
-            kernel.plan("caller", four.address, RawBytes(bytes.fromhex(raw)), STUB)
+            kernel.plan("caller", four.address, RawBytes(bytes.fromhex(hexed)), STUB)
         assert "\n" not in str(exc.value)
     # the same bytes without the trap plan fine in stub style
     assert kernel.plan("caller", four.address, RawBytes(x86_64.nops(4)), STUB).size >= 5
@@ -644,7 +662,8 @@ def test_random_offsets_against_objdump(build_path: tuple[Elf, Path], data: st.D
         after = min([b for b in boundaries if b > address] + [start + len(code)])
         assert str(exc).endswith(f"use {where(name, start, before)} or {where(name, start, after)}")
         return
-    assert address in boundaries and cut.address == address
+    assert address in boundaries
+    assert cut.address == address or address == start  # the start: placed after the prefix
     assert cut.end in boundaries | {start + len(code)}
 
 
@@ -761,3 +780,182 @@ def test_skip_indirect_calls_x86() -> None:
         plan(0, 5)
     with pytest.raises(BadInput, match=r"has 6; use a value in -128\.\.0xffffffff$"):
         plan(2, 0x123456789)
+
+
+# --- return-at, force-branch, the flags, one-word targets (the search's intents) --------------
+
+# push rbx; mov rbx, rdi; test rbx, rbx; je 0xe; mov rax, [rbx]; pop rbx; ret;
+# xor eax, eax; pop rbx; ret
+EARLY = bytes.fromhex("534889fb4885db7405488b035bc331c05bc3")
+# stp x29, x30, [sp, #-16]!; cbz x0, 0x10; ldr x0, [x0]; ldp x29, x30, [sp], #16; ret
+A64_EARLY = b"".join(
+    aarch64.word(w) for w in (0xA9BF7BFD, 0xB4000060, 0xF9400000, 0xA8C17BFD, aarch64.RET)
+)
+
+
+def _plan_early(address: int, intent: Intent, style: CodeStyle | None = None) -> Cut:
+    return plan_cut("x86_64", EARLY, 0, address, intent, target="t", location="f", style=style)
+
+
+def _texts(cut: Cut, arch: str = "x86_64") -> list[str]:
+    return [i.text for i in disasm(cut.new, arch, cut.address)]
+
+
+def test_return_at_jumps_to_the_epilogue() -> None:
+    cut = _plan_early(4, ReturnAt(0, 0xC))
+    assert _texts(cut) == ["xor eax, eax", "jmp 0xc", "nop"] and cut.end == 9
+    assert _texts(_plan_early(4, ReturnAt(None, 0x10)))[0] == "jmp 0x10"  # void: rax kept
+    assert _texts(_plan_early(4, ReturnAt(0, 0x10, pop=8)))[:3] == [
+        "xor eax, eax",
+        "add rsp, 8",
+        "jmp 0x10",
+    ]
+    replayed = _plan_early(4, ReturnAt(0, 0xD, replay=(0xC,)))  # pop rbx copied, then ret
+    assert _texts(replayed)[:3] == ["xor eax, eax", "pop rbx", "jmp 0xd"]
+    assert describe_intent(ReturnAt(0, 0xC)) == "--return-at 0"
+
+
+def test_return_at_refusals_say_why() -> None:
+    with pytest.raises(BadInput, match=r"--return-at at f\+0x4 needs the epilogue"):
+        _plan_early(4, ReturnAt(0))
+    with pytest.raises(BadInput, match=r"f\+0x4 \('test rbx, rbx'\) does not start an epilogue"):
+        _plan_early(4, ReturnAt(0, 4))
+    with pytest.raises(UnsafeCut, match=r"the epilogue at f\+0xc lies inside the cut f\+0x9"):
+        _plan_early(9, ReturnAt(0, 0xC))
+    with pytest.raises(BadInput, match=r"f\+0x9 \('mov rax, qword ptr \[rbx\]'\) is not a restore"):
+        _plan_early(4, ReturnAt(0, 0xD, replay=(9,)))
+    with pytest.raises(BadInput, match=r"f\+0xf is inside the 2-byte instruction at f\+0xe"):
+        _plan_early(4, ReturnAt(0, 0xF))
+
+
+def test_return_at_in_a_jump_stub_is_re_aimed() -> None:
+    cut = _plan_early(4, ReturnAt(0, 0xC), STUB)
+    assert cut.size >= 5 and _texts(cut)[:2] == ["xor eax, eax", "jmp 0xc"]
+    stub = disasm(stub_code(cut, 0x7000), "x86_64", 0x7000)
+    assert [i.text for i in stub[:2]] == ["xor eax, eax", "jmp 0xc"]
+    assert stub[-1].text == f"jmp {cut.end:#x}"
+
+
+def test_force_branch_either_way() -> None:
+    taken, never = _plan_early(7, ForceBranch(True)), _plan_early(7, ForceBranch(False))
+    assert _texts(taken) == ["jmp 0xe"] and taken.size == 2
+    assert _texts(never) == ["nop"] and never.size == 2
+    assert describe_intent(ForceBranch(True)) == "--force-branch taken"
+    stubbed = _plan_early(7, ForceBranch(True), STUB)
+    assert stubbed.size >= 5 and _texts(stubbed)[0] == "jmp 0xe"
+    assert disasm(stub_code(stubbed, 0x9000), "x86_64", 0x9000)[0].text == "jmp 0xe"
+    near = bytes.fromhex("0f8400010000") + x86_64.nops(0x100) + b"\xc3"  # je rel32
+    cut = plan_cut("x86_64", near, 0, 0, ForceBranch(True), target="t", location="g")
+    assert _texts(cut) == ["jmp 0x106", "nop"]
+    with pytest.raises(BadInput, match=r"'test rbx, rbx', not a conditional branch"):
+        _plan_early(4, ForceBranch(True))
+    b = plan_cut("arm64", A64_EARLY, 0, 4, ForceBranch(True), target="t", location="f")
+    assert _texts(b, "arm64") == ["b #0x10"]
+    nop = plan_cut("arm64", A64_EARLY, 0, 4, ForceBranch(False), target="t", location="f")
+    assert _texts(nop, "arm64") == ["nop"]
+
+
+def test_set_zero_takes_xor_only_where_the_flags_are_dead() -> None:
+    # mov rax, [rdi]; test rax, rax; je +1; ret; ret: the test rewrites the flags
+    dead = bytes.fromhex("488b074885c07401c3c3")
+    cut = plan_cut("x86_64", dead, 0, 0, SetReg("rax", 0), target="t", location="f")
+    assert _texts(cut) == ["xor eax, eax", "nop"]
+    # test rdi, rdi; mov rax, [rdi]; je +1: the je reads the test's flags across the load
+    live = bytes.fromhex("4885ff488b077401c3c3")
+    with pytest.raises(BadInput, match=r"would clobber the flags 'je 9' at f\+0x6 may read"):
+        plan_cut("x86_64", live, 0, 3, SetReg("rax", 0), target="t", location="f")
+    with pytest.raises(BadInput, match="needs 5 bytes but the instruction at f has 3"):
+        plan_cut("x86_64", dead, 0, 0, SetReg("rax", 1), target="t", location="f")
+
+
+def test_one_word_targets_refuse_longer_cuts() -> None:
+    one = CodeStyle(ftrace_entry=True, max_len=4)
+
+    def plan(address: int, intent: Intent) -> Cut:
+        return plan_cut("arm64", A64_EARLY, 0, address, intent, target="t", location="f", style=one)
+
+    with pytest.raises(UnsafeCut, match=r"covers 8 bytes \(2 instructions\) but this target"):
+        plan(4, ReturnAt(0, 0xC))
+    # a return is two words here: the refusal names the one-word ways to return early
+    with pytest.raises(
+        UnsafeCut, match=r"^a return at f is 2 instructions \('mov x0, #0; ret'"
+    ) as exc:
+        plan(0, Return(0))
+    assert "one 4-byte instruction per cut" in str(exc.value)
+    assert "--skip-call VALUE" in str(exc.value) and "\n" not in str(exc.value)
+    assert _texts(plan(4, ReturnAt(None, 0xC)), "arm64") == ["b #0xc"]
+    assert plan(8, SetReg("x0", 0)).size == 4
+    arm64_kernel = get_arch("arm64").kernel_code_style(lambda n: None, lambda a: None, _no_text)
+    assert arm64_kernel.max_len == 4
+
+
+def _no_text(address: int, size: int) -> bytes:
+    raise NotFound("no kernel text here")
+
+
+def test_a_call_nothing_returns_from_is_not_skipped() -> None:
+    code = bytes.fromhex("31c0e800000000cccc")  # xor; call (noreturn); int3 padding
+    with pytest.raises(UnsafeCut, match=r"'call 7' at f\+0x2 never returns"):
+        plan_cut("x86_64", code, 0, 2, SkipCall(), target="t", location="f")
+
+
+def test_plan_cuts_is_plan_cut_for_each() -> None:
+    requests: list[tuple[int, Intent]] = [(4, ReturnAt(0, 0xC)), (7, ForceBranch(True))]
+    requests.append((5, Skip()))
+    out = plan_cuts("x86_64", EARLY, 0, requests, target="t", location="f")
+    assert out[0] == _plan_early(4, ReturnAt(0, 0xC))
+    assert out[1] == _plan_early(7, ForceBranch(True))
+    assert isinstance(out[2], BadInput) and "inside the 3-byte instruction" in str(out[2])
+
+
+# --- the x86_64 jump to a stub: nothing may land inside its 5 bytes -------------------------
+
+# push rbx; call rax; nop4; nop4; pop rbx; ret (a call at the entry would be ftrace's)
+SHORT_CALL = bytes.fromhex("53 ffd0 0f1f4000 0f1f4000 5b c3")
+# push rbx; call rel32 (to the nop4 after it); nop4; pop rbx; ret
+LONG_CALL = bytes.fromhex("53 e800000000 0f1f4000 5b c3")
+# mov eax, 1; ret
+MOV5 = bytes.fromhex("b801000000c3")
+
+
+def _stub_plan(code: bytes, address: int, intent: Intent, style: CodeStyle = STUB) -> Cut:
+    return plan_cut(
+        "x86_64", code, 0x1000, 0x1000 + address, intent, target="t", location="f", style=style
+    )
+
+
+def test_stub_refuses_a_call_that_returns_inside_the_jump() -> None:
+    """``call *%rax`` + NOPs (a retpoline call the kernel rewrote), cut with a jump to a stub.
+
+    A task asleep in the callee returns to f+0x2, which the 5-byte jump covers.
+    """
+    plain = CodeStyle(ftrace_entry=True)
+    for address, intent in ((1, SkipCall()), (0, Return(42))):
+        assert _stub_plan(SHORT_CALL, address, intent, plain).address == 0x1000 + address
+        with pytest.raises(UnsafeCut) as exc:
+            _stub_plan(SHORT_CALL, address, intent)
+        message = str(exc.value)
+        assert message.startswith("'call rax' at f+0x1 returns to f+0x3, inside the 5-byte jump"), (
+            message
+        )
+        assert "cut a call of 5 bytes or more" in message and "\n" not in message
+    # a 5-byte call returns to the end of the jump: the original bytes there, fine
+    cut = _stub_plan(LONG_CALL, 1, SkipCall())
+    assert cut.size == 5 and cut.new == bytes.fromhex("31c0") + x86_64.nops(3)
+    assert _stub_plan(LONG_CALL, 0, Return(42)).size == 6  # push rbx + the call: dead after
+
+
+def test_stub_refuses_a_branch_aimed_inside_the_range() -> None:
+    """NEW's rel32 branches may leave the range or go to its ends, never into its middle."""
+    for target in (2, 4):
+        into = bytes.fromhex("e9") + (target - 5).to_bytes(4, "little", signed=True)
+        _stub_plan(MOV5, 0, RawBytes(into), CodeStyle())  # in place: a jmp there is fine
+        with pytest.raises(
+            UnsafeCut,
+            match=rf"holds 'jmp 0x100{target}', aimed at f\+0x{target}, "
+            r"inside the range f\.\.f\+0x5 it replaces",
+        ):
+            _stub_plan(MOV5, 0, RawBytes(into))
+    for target in (5, 0x20, -0x10):  # the range's end, or outside it: re-aimed from the stub
+        out = bytes.fromhex("e9") + (target - 5).to_bytes(4, "little", signed=True)
+        assert _stub_plan(MOV5, 0, RawBytes(out)).new == out

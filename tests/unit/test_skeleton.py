@@ -2,8 +2,8 @@ import pytest
 
 from knockout.arch import get_arch
 from knockout.cli import main
-from knockout.commands._cutopts import parse_hex, parse_int
 from knockout.errors import BadInput
+from knockout.spelling import parse_hex, parse_int
 
 
 def test_arch_aliases() -> None:
