@@ -21,10 +21,15 @@ __all__ = ["build_parser", "main"]
 COMMANDS = (
     "asm",
     "disasm",
+    "points",
     "cut",
     "list",
     "revert",
     "trial",
+    "climb",
+    "bisect",
+    "report",
+    "demo",
     "vm",
 )
 
@@ -63,6 +68,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 0
+    except OSError as exc:  # a file or device the library did not expect to fail
+        where = f" ({exc.filename})" if exc.filename else ""
+        print(
+            f"knockout: {exc.strerror or exc}{where}; check the path and permissions",
+            file=sys.stderr,
+        )
+        return 2
 
 
 if __name__ == "__main__":

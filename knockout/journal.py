@@ -9,6 +9,11 @@ original bytes back.  There is no fsync: the journal must outlive knockout,
 not the machine -- after a crash the cut processes are gone too, and their
 entries (another boot, other start times) are cleared without a write.
 
+Kernel cuts revert themselves (the module's TTL); their journal only says
+which knockout holds each one, so that ``knockout list`` can name it and
+``knockout revert --all`` leaves the cuts of a live knockout alone, as it
+does for process cuts (:class:`KernelJournal`).
+
 The directory is ``$KNOCKOUT_JOURNAL_DIR`` if set, else ``/run/knockout`` when
 writable (root), else ``$XDG_STATE_HOME/knockout`` (``~/.local/state/knockout``).
 """
@@ -24,7 +29,15 @@ from pathlib import Path
 
 from knockout.errors import Refused, UnsafeCut
 
-__all__ = ["Entry", "Journal", "default_journal_dir", "self_identity", "start_time"]
+__all__ = [
+    "Entry",
+    "Journal",
+    "KernelEntry",
+    "KernelJournal",
+    "default_journal_dir",
+    "self_identity",
+    "start_time",
+]
 
 
 def start_time(pid: int) -> int | None:
@@ -176,3 +189,53 @@ class Journal:
             if pid is None or entry.pid == pid:
                 found.append(entry)
         return sorted(found, key=lambda e: (e.created, e.address))
+
+
+@dataclass(frozen=True)
+class KernelEntry:
+    """Which knockout holds the kernel module's cut ``id`` (at ``address``)."""
+
+    id: int
+    address: int
+    location: str
+    intent: str
+    holder_pid: int
+    holder_start: int
+
+    def holder_alive(self) -> bool:
+        """The knockout that applied the cut still runs (and renews it)."""
+        return start_time(self.holder_pid) == self.holder_start
+
+
+class KernelJournal:
+    """The holders of kernel cuts, one file per module cut id under ``directory/kernel``."""
+
+    def __init__(self, directory: Path | None = None) -> None:
+        self.directory = (directory or default_journal_dir()) / "kernel"
+
+    def _path(self, cut_id: int) -> Path:
+        return self.directory / f"{cut_id}.json"
+
+    def add(self, entry: KernelEntry) -> None:
+        """Record ``entry`` (replacing a stale one with the same id); best effort."""
+        with contextlib.suppress(OSError):
+            self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+            tmp = self.directory / f".{entry.id}.{os.getpid()}.tmp"
+            tmp.write_text(json.dumps(asdict(entry)))
+            os.replace(tmp, self._path(entry.id))
+
+    def remove(self, cut_id: int) -> None:
+        """Forget cut ``cut_id`` (missing is fine)."""
+        with contextlib.suppress(OSError):
+            self._path(cut_id).unlink()
+
+    def holder(self, cut_id: int, address: int) -> KernelEntry | None:
+        """The entry of the module's cut ``cut_id`` at ``address``; None if unknown or stale."""
+        try:
+            entry = KernelEntry(**json.loads(self._path(cut_id).read_text()))
+        except (OSError, ValueError, TypeError):
+            return None
+        if entry.address != address:  # the module was reloaded and reuses ids
+            self.remove(cut_id)
+            return None
+        return entry

@@ -1,9 +1,9 @@
 """A small ctypes wrapper over ptrace(2) and waitpid(2): just what a live cut needs.
 
 ``PTRACE_SEIZE`` and ``PTRACE_INTERRUPT`` stop a thread without sending it a
-signal; ``PTRACE_GETREGSET``/``NT_PRSTATUS`` reads its registers (x86_64 and
-aarch64 ``user_regs`` layouts); ``PTRACE_SINGLESTEP`` moves it one
-instruction; ``PTRACE_DETACH`` lets it go.  Failures raise :class:`OSError`
+signal; ``PTRACE_GETREGSET``/``NT_PRSTATUS`` reads its registers (the
+``user_regs`` layout of :attr:`knockout.arch.Arch.regs`); ``PTRACE_SINGLESTEP``
+moves it one instruction; ``PTRACE_DETACH`` lets it go.  Failures raise :class:`OSError`
 with the errno; :mod:`knockout.targets.process` turns them into
 :mod:`knockout.errors` exceptions that say how to fix them.
 """
@@ -48,17 +48,6 @@ class _Iovec(ctypes.Structure):
     _fields_ = [("base", ctypes.c_void_p), ("len", ctypes.c_size_t)]
 
 
-#: Number of 64-bit words in ``struct user_regs_struct`` (x86_64) /
-#: ``struct user_pt_regs`` (aarch64), and where pc, sp and the syscall state are.
-_LAYOUT = {
-    # r15 r14 r13 r12 rbp rbx r11 r10 r9 r8 rax rcx rdx rsi rdi orig_rax rip cs
-    # eflags rsp ss fs_base gs_base ds es fs gs
-    "x86_64": {"words": 27, "pc": 16, "sp": 19, "ret": 10, "orig": 15, "link": -1},
-    # x0..x30 sp pc pstate
-    "aarch64": {"words": 34, "pc": 32, "sp": 31, "ret": 0, "orig": -1, "link": 30},
-}
-
-
 def _call(request: int, tid: int, addr: int = 0, data: int | ctypes.c_void_p = 0) -> int:
     ctypes.set_errno(0)
     result = int(_ptrace(request, tid, ctypes.c_void_p(addr), data))
@@ -97,8 +86,9 @@ class Regs:
     sp: int
     #: the return-value register (rax / x0), signed
     ret: int
-    #: x86_64 ``orig_rax``: the syscall number if stopped in one, else -1; aarch64: -1
-    orig: int
+    #: the syscall number if stopped in one, else -1 (x86_64 ``orig_rax``); None where
+    #: the register set has no such field (aarch64)
+    orig: int | None
     #: aarch64 x30, the link register (a return address); x86_64: 0
     link: int = 0
 
@@ -109,18 +99,16 @@ def _signed(word: int) -> int:
 
 def get_regs(tid: int, arch: Arch) -> Regs:
     """Read a stopped thread's registers with ``PTRACE_GETREGSET``/``NT_PRSTATUS``."""
-    layout = _LAYOUT[arch.name]
-    buf = (ctypes.c_uint64 * layout["words"])()
+    layout = arch.regs
+    buf = (ctypes.c_uint64 * layout.words)()
     iov = _Iovec(ctypes.cast(buf, ctypes.c_void_p), ctypes.sizeof(buf))
     _call(PTRACE_GETREGSET, tid, NT_PRSTATUS, ctypes.cast(ctypes.pointer(iov), ctypes.c_void_p))
-    orig = _signed(buf[layout["orig"]]) if layout["orig"] >= 0 else -1
-    link = buf[layout["link"]] if layout["link"] >= 0 else 0
     return Regs(
-        pc=buf[layout["pc"]],
-        sp=buf[layout["sp"]],
-        ret=_signed(buf[layout["ret"]]),
-        orig=orig,
-        link=link,
+        pc=buf[layout.pc],
+        sp=buf[layout.sp],
+        ret=_signed(buf[layout.ret]),
+        orig=None if layout.orig is None else _signed(buf[layout.orig]),
+        link=0 if layout.link is None else buf[layout.link],
     )
 
 

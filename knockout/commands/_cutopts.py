@@ -3,30 +3,22 @@
 from __future__ import annotations
 
 import argparse
-import re
 
-from knockout.cuts import Identity, Intent, RawBytes, Return, SetReg, Skip, SkipCall
+from knockout.cuts import (
+    ForceBranch,
+    Identity,
+    Intent,
+    RawBytes,
+    Return,
+    ReturnAt,
+    SetReg,
+    Skip,
+    SkipCall,
+)
 from knockout.errors import BadInput
+from knockout.spelling import parse_hex, parse_int
 
-__all__ = ["add_intent_options", "intent_from_args", "parse_hex", "parse_int"]
-
-
-def parse_int(text: str) -> int:
-    """``0``, ``-1``, ``0x1f``, ``0b101`` ... -> int, or a one-line BadInput."""
-    try:
-        return int(text.strip(), 0)
-    except ValueError:
-        raise BadInput(f"{text!r} is not an integer; write e.g. 0, -1 or 0x1f") from None
-
-
-def parse_hex(text: str) -> bytes:
-    """``'d2 80 00 1c'`` / ``'d280001c'`` / ``'\\xd2\\x80'`` -> bytes, or a one-line BadInput."""
-    cleaned = re.sub(r"(\\x|0x|[\s,:])", "", text)
-    if not cleaned or len(cleaned) % 2 or not re.fullmatch(r"[0-9a-fA-F]*", cleaned):
-        raise BadInput(
-            f"{text!r} is not hex bytes; write an even number of hex digits, e.g. 31c0c3"
-        )
-    return bytes.fromhex(cleaned)
+__all__ = ["add_intent_options", "intent_from_args"]
 
 
 def _parse_set(text: str) -> SetReg:
@@ -36,9 +28,11 @@ def _parse_set(text: str) -> SetReg:
     return SetReg(reg.strip().lower(), parse_int(value))
 
 
-def add_intent_options(parser: argparse.ArgumentParser, *, allow_aa: bool = False) -> None:
+def add_intent_options(
+    parser: argparse.ArgumentParser, *, allow_aa: bool = False, required: bool = True
+) -> None:
     """Add the mutually exclusive intent options to ``parser``."""
-    group = parser.add_mutually_exclusive_group(required=True)
+    group = parser.add_mutually_exclusive_group(required=required)
     group.add_argument("--return", dest="ret", metavar="V", help="return V at the function's entry")
     group.add_argument("--set", dest="set", metavar="REG=V", help="one instruction becomes REG=V")
     group.add_argument("--skip", action="store_true", help="skip one instruction (NOPs)")
@@ -48,6 +42,19 @@ def add_intent_options(parser: argparse.ArgumentParser, *, allow_aa: bool = Fals
         const="",
         metavar="V",
         help="skip a call instruction; with V the return register gets V",
+    )
+    group.add_argument(
+        "--return-at",
+        nargs="?",
+        const="",
+        metavar="V",
+        help="return V from this instruction (a jump to an epilogue with its stack state); "
+        "without V, 0 or NULL as the DWARF return type says",
+    )
+    group.add_argument(
+        "--force-branch",
+        choices=("taken", "not-taken"),
+        help="make this conditional branch always (or never) taken",
     )
     group.add_argument("--bytes", dest="raw", metavar="HEX", help="write these bytes")
     if allow_aa:
@@ -66,8 +73,14 @@ def intent_from_args(args: argparse.Namespace) -> Intent:
         return Skip()
     if args.skip_call is not None:
         return SkipCall(parse_int(args.skip_call) if args.skip_call else None)
+    if args.return_at is not None:
+        return ReturnAt(parse_int(args.return_at) if args.return_at else None)
+    if args.force_branch is not None:
+        return ForceBranch(args.force_branch == "taken")
     if args.raw is not None:
         return RawBytes(parse_hex(args.raw))
     if getattr(args, "aa", False):
         return Identity()
-    raise BadInput("name one of --return, --set, --skip, --skip-call, --bytes")
+    raise BadInput(
+        "name one of --return, --return-at, --set, --skip, --skip-call, --force-branch, --bytes"
+    )

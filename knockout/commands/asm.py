@@ -13,7 +13,7 @@ import json
 
 from knockout.arch import Arch, get_arch, host_arch
 from knockout.asm import Insn, asm, disasm
-from knockout.commands._cutopts import parse_int
+from knockout.spelling import parse_int
 
 __all__ = ["cmd_asm", "register", "render_json", "render_text"]
 
@@ -35,11 +35,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser.set_defaults(func=cmd_asm)
 
 
-def render_text(data: bytes, insns: list[Insn]) -> str:
-    """The hex bytes on one line, then ``address: bytes  text`` per instruction."""
+def render_text(data: bytes, insns: list[Insn], arch: Arch | None = None) -> str:
+    """The hex bytes on one line, then ``address: bytes  [word]  text`` per instruction."""
     width = max(i.size for i in insns) * 2 if insns else 0
     lines = [data.hex()]
-    lines += [f"{i.address:#x}: {i.data.hex():<{width}}  {i.text}" for i in insns]
+    for i in insns:
+        word = arch.word_of(i.data) if arch is not None else None
+        middle = f"  {word}" if word else ""
+        lines.append(f"{i.address:#x}: {i.data.hex():<{width}}{middle}  {i.text}")
     return "\n".join(lines)
 
 
@@ -63,5 +66,5 @@ def cmd_asm(args: argparse.Namespace) -> int:
     vma = parse_int(args.vma)
     data = asm(args.text, arch, vma)
     insns = disasm(data, arch, vma)
-    print(render_json(arch, vma, data, insns) if args.json else render_text(data, insns))
+    print(render_json(arch, vma, data, insns) if args.json else render_text(data, insns, arch))
     return 0

@@ -11,15 +11,17 @@ import argparse
 import contextlib
 import json
 import time
-
-from rich.console import Console
+from typing import TYPE_CHECKING
 
 from knockout.asm import disasm
 from knockout.commands._cutopts import add_intent_options, intent_from_args
-from knockout.commands._target import add_target_options, open_target
+from knockout.commands._target import add_target_options, open_target, search_rules
 from knockout.cuts import Cut, describe_intent
 from knockout.errors import BadInput, TargetGone
-from knockout.targets import AppliedCut, Target, cut
+from knockout.targets import Target, cut
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 __all__ = ["cmd_cut", "cut_json", "register"]
 
@@ -99,35 +101,35 @@ def _emit(args: argparse.Namespace, console: Console, event: str, planned: Cut) 
 def _hold(target: Target, duration: float | None) -> None:
     """Sleep until ``duration`` ends (forever if None); TargetGone if the target exits."""
     deadline = None if duration is None else time.monotonic() + duration
-    alive = getattr(target, "alive", None)
     while deadline is None or time.monotonic() < deadline:
         left = _POLL if deadline is None else min(_POLL, deadline - time.monotonic())
         time.sleep(max(left, 0))
-        if alive is not None and not alive():
+        if not target.alive():
             raise TargetGone(f"{target.description} exited while the cut was held")
-
-
-def _leave(target: Target, applied: AppliedCut) -> None:
-    leave = getattr(target, "leave", None)
-    if leave is None:
-        target.revert(applied)
-        raise BadInput(f"--detach is not supported for {target.description}; the cut was reverted")
-    leave(applied)
 
 
 def cmd_cut(args: argparse.Namespace) -> int:
     """Apply, show, hold, revert (or leave in place with ``--detach``)."""
-    from knockout.plan import plan_at
+    from knockout.search.candidates import plan_spec
 
     if args.detach and args.duration is not None:
         raise BadInput("--detach leaves the cut in place; drop --for (or drop --detach)")
     if args.duration is not None and args.duration < 0:
         raise BadInput(f"--for takes a number of seconds >= 0; got {args.duration}")
+    from rich.console import Console
+
     console = Console(highlight=False, markup=False, soft_wrap=True)
     target = open_target(args)
-    planned = plan_at(target, args.spec, intent_from_args(args))
+    if args.detach and not target.abilities.detach:
+        raise BadInput(
+            f"--detach is not possible for {target.description} ({target.abilities.dead_man}); "
+            "hold the cut with --for SECONDS instead"
+        )
+    planned = plan_spec(
+        target, args.spec, intent_from_args(args), refuse=search_rules(args, target).predicate()
+    )
     if args.detach:
-        _leave(target, target.apply(planned))
+        target.leave(target.apply(planned))
         _emit(args, console, "left", planned)
         return 0
     with cut(target, planned):

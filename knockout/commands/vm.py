@@ -11,22 +11,26 @@ from types import FrameType
 from typing import Any
 
 from knockout.errors import BadInput
-from knockout.vm import ROOT_CACHES, GuestSession
 
 __all__ = ["cmd_vm", "register"]
 
 _EPILOG = """\
 The host's / is shared read-only; each --rwdir read-write at the same path;
-/tmp, /run and /var/tmp are the guest's own. One argument after -- is shell
-text (sh -c); several are an argv, quoted. The command starts in the current
-directory (in / if that is one of the guest's private ones). knockout exits
-with the command's exit status (2 on knockout's own errors). Only one guest
-runs at a time: boots wait for /tmp/knockout-guest.lock.
+/tmp, /run and /var/tmp are the guest's own. An --arch other than the host's
+boots over its own Debian root (writable, changes lost at poweroff), with
+knockout's tree, its caches and the current directory shared read-only.
+One argument after -- is shell text (sh -c); several are an argv, quoted.
+The command starts in the current directory (in / if that is one of the
+guest's private ones). knockout exits with the command's exit status (2 on
+knockout's own errors). Only one guest runs at a time: boots wait for
+/tmp/knockout-guest.lock.
 """
 
 
 def register(subparsers: Any) -> None:
     """Add ``knockout vm`` to the CLI."""
+    from knockout.vm import ROOT_CACHES
+
     p = subparsers.add_parser(
         "vm",
         help="run a command as root in a QEMU guest (Debian's kernel, host / read-only)",
@@ -34,7 +38,18 @@ def register(subparsers: Any) -> None:
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--kernel", metavar="VMLINUZ", help="kernel to boot (default: newest in /boot)")
+    p.add_argument(
+        "--arch",
+        metavar="ARCH",
+        help="guest architecture: arm64 boots Debian's arm64 kernel and userspace (prepared by "
+        "make setup) under qemu-system-aarch64, knockout on PATH (default: the host's)",
+    )
+    p.add_argument(
+        "--kernel",
+        metavar="KERNEL",
+        help="kernel to boot: a vmlinuz path or an installed release prefix, e.g. 6.12 or 6.1 "
+        "(default: the newest Debian 6.1 in the guest's /boot)",
+    )
     p.add_argument("--mem", default="4G", help="guest memory (default: 4G)")
     p.add_argument("--cpus", type=int, default=2, help="guest vCPUs (default: 2)")
     p.add_argument(
@@ -114,7 +129,10 @@ def cmd_vm(args: argparse.Namespace) -> int:
     if not command:
         raise BadInput("no command given; write e.g. knockout vm -- uname -r")
     signal.signal(signal.SIGTERM, _on_sigterm)
+    from knockout.vm import GuestSession
+
     session = GuestSession(
+        arch=args.arch,
         kernel=args.kernel,
         mem=args.mem,
         cpus=args.cpus,

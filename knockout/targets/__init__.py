@@ -1,7 +1,9 @@
 """Targets a cut can be applied to: a running process, or the running kernel.
 
-Every target implements :class:`Target`.  :func:`cut` is the one way the
-rest of knockout applies a cut: a context manager that always reverts.
+Every target implements :class:`Target`, and says what else it can do in
+its :class:`Abilities`, which callers check *before* they write anything.
+:func:`cut` is the one way the rest of knockout applies a cut: a context
+manager that always reverts.
 """
 
 from __future__ import annotations
@@ -11,13 +13,42 @@ import signal
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from types import FrameType
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from knockout.arch import Arch
+from knockout.arch import Arch, CodeStyle
 from knockout.cuts import Cut
-from knockout.symbols import SymbolTable
 
-__all__ = ["AppliedCut", "Target", "cut", "reverting_on_signals"]
+if TYPE_CHECKING:
+    from knockout.symbols import SymbolTable
+
+__all__ = ["Abilities", "AppliedCut", "Outcome", "Target", "cut", "reverting_on_signals"]
+
+
+@dataclass(frozen=True)
+class Abilities:
+    """What a target can do besides reading, applying and reverting."""
+
+    #: a cut may be left in place when knockout exits (``cut --detach``), journaled
+    detach: bool
+    #: what undoes a cut if knockout dies without reverting it, in words
+    dead_man: str
+    #: the target is the kernel: a new oops or warning in its log is evidence against a cut
+    kernel_text: bool = False
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What ``knockout revert --all`` did with one recorded cut."""
+
+    #: "reverted", "cleared" (the process is gone or its pid recycled: untouched),
+    #: "held" (a live knockout holds it and will revert it) or "failed"
+    status: str
+    message: str
+
+    @property
+    def ok(self) -> bool:
+        """The cut is no longer in place."""
+        return self.status in ("reverted", "cleared")
 
 
 @dataclass
@@ -36,8 +67,26 @@ class Target(Protocol):
     arch: Arch
 
     @property
+    def pid(self) -> int | None:
+        """The process cut, or None for the kernel."""
+        ...
+
+    @property
     def description(self) -> str:
         """Human name, e.g. ``pid 1234 (/usr/bin/app)``; stored in :attr:`Cut.target`."""
+        ...
+
+    @property
+    def abilities(self) -> Abilities:
+        """What else this target can do (check before writing)."""
+        ...
+
+    def code_style(self) -> CodeStyle:
+        """How this target writes a cut (in place, or a jump to a stub); the planner follows it."""
+        ...
+
+    def alive(self) -> bool:
+        """The target still runs (a process with the same pid and start time; the kernel)."""
         ...
 
     def read(self, address: int, size: int) -> bytes:
@@ -54,6 +103,22 @@ class Target(Protocol):
 
     def revert(self, applied: AppliedCut) -> None:
         """Verify ``cut.new`` is still there, write ``cut.old`` back, read back."""
+        ...
+
+    def in_place(self, applied: AppliedCut) -> str | None:
+        """None if ``applied`` is still in place exactly as written; else why not, in one line.
+
+        A trial calls this at the end of every cut window: a window whose cut
+        was not in place the whole time measured the wrong thing.
+        """
+        ...
+
+    def leave(self, applied: AppliedCut) -> AppliedCut:
+        """Leave the cut in place after knockout exits (only if ``abilities.detach``)."""
+        ...
+
+    def close(self) -> None:
+        """Revert what this target still holds and release its resources."""
         ...
 
 

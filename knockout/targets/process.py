@@ -32,23 +32,20 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from knockout import ptrace
-from knockout.arch import Arch, get_arch
+from knockout.arch import Arch, CodeStyle, arch_for_elf_machine, arches
 from knockout.asm import disasm
 from knockout.cuts import Cut, RawBytes, describe_intent
 from knockout.errors import BadInput, KnockoutError, NotFound, Refused, TargetGone, UnsafeCut
+from knockout.guardian import ensure_guardian
 from knockout.journal import Entry, Journal, self_identity, start_time
 from knockout.symbols import SymbolTable, process_symbols
-from knockout.targets import AppliedCut
+from knockout.targets import Abilities, AppliedCut, Outcome
 
-__all__ = ["Outcome", "ProcessTarget", "explain_ptrace_refusal", "revert_journaled"]
+__all__ = ["ProcessTarget", "explain_ptrace_refusal", "revert_journaled"]
 
 #: -ERESTARTSYS, -ERESTARTNOINTR, -ERESTARTNOHAND, -ERESTART_RESTARTBLOCK
 _RESTART_CODES = frozenset({-512, -513, -514, -516})
-#: length of the system-call instruction (``syscall`` / ``svc #0``)
-_SYSCALL_LEN = {"x86_64": 2, "aarch64": 4}
-_ELF_MACHINES = {62: "x86_64", 183: "aarch64"}
 _BLOCKED = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
-_CALLS = frozenset({"call", "bl", "blr"})
 #: bytes of each thread's stack searched for return addresses into a cut
 STACK_SCAN = 64 * 1024
 
@@ -134,10 +131,11 @@ def _process_arch(pid: int) -> Arch:
         raise _diagnose(pid) from None
     if header[:4] != b"\x7fELF" or header[4] != 2:
         raise BadInput(f"pid {pid} is not a 64-bit ELF process; knockout cuts 64-bit code only")
-    machine = _ELF_MACHINES.get(int.from_bytes(header[18:20], "little"))
-    if machine is None:
-        raise BadInput(f"pid {pid} runs an ISA knockout cannot cut; supported: x86_64, aarch64")
-    return get_arch(machine)
+    arch = arch_for_elf_machine(int.from_bytes(header[18:20], "little"))
+    if arch is None:
+        known = ", ".join(a.name for a in arches())
+        raise BadInput(f"pid {pid} runs an ISA knockout cannot cut; supported: {known}")
+    return arch
 
 
 def _restorable(found: bytes, entry: Entry) -> bytes:
@@ -163,7 +161,14 @@ class ProcessTarget:
     ``journal`` defaults to :func:`knockout.journal.default_journal_dir`.
     ``step_limit`` bounds the single-steps taken to move one thread out of
     the bytes being replaced; ``stop_timeout`` bounds each wait for a thread.
+    ``guardian=False`` starts no guardian (:mod:`knockout.guardian`): a cut of
+    a knockout killed with SIGKILL then stays until ``knockout revert --all``.
     """
+
+    abilities = Abilities(
+        detach=True,
+        dead_man="a guardian process reverts the cut within a second of knockout's death",
+    )
 
     def __init__(
         self,
@@ -172,6 +177,7 @@ class ProcessTarget:
         journal: Journal | None = None,
         step_limit: int = 64,
         stop_timeout: float = 5.0,
+        guardian: bool = True,
     ) -> None:
         started = start_time(pid)
         if started is None:
@@ -182,6 +188,9 @@ class ProcessTarget:
         self.journal = journal or Journal()
         self.step_limit = step_limit
         self.stop_timeout = stop_timeout
+        self.guardian = guardian
+        #: cuts applied through this target and not yet reverted, by journal key
+        self._held: dict[str, AppliedCut] = {}
         #: single-steps taken so far to move threads out of cuts (for tests and benchmarks)
         self.steps_taken = 0
         #: signals that arrived while threads were stopped and were delivered on detach
@@ -211,7 +220,7 @@ class ProcessTarget:
         """The bytes at ``address`` now, through ``/proc/PID/mem``."""
         try:
             fd = os.open(f"/proc/{self.pid}/mem", os.O_RDONLY)
-        except FileNotFoundError:
+        except (FileNotFoundError, ProcessLookupError):  # gone, or a zombie not yet reaped
             raise self._gone() from None
         try:
             return self._pread(fd, address, size)
@@ -234,6 +243,10 @@ class ProcessTarget:
     def symbols(self) -> SymbolTable:
         """The symbols of every ELF file mapped by the process."""
         return process_symbols(self.pid)
+
+    def code_style(self) -> CodeStyle:
+        """Process cuts are written in place."""
+        return CodeStyle()
 
     # -- checks -------------------------------------------------------------
 
@@ -258,7 +271,7 @@ class ProcessTarget:
         )
 
     def _check_cut(self, cut: Cut) -> None:
-        if cut.arch.name != self.arch.name:
+        if cut.arch is not self.arch:
             raise BadInput(f"the cut is for {cut.arch}, pid {self.pid} runs {self.arch}; replan it")
         if not cut.old or len(cut.old) != len(cut.new):
             raise BadInput(
@@ -376,9 +389,8 @@ class ProcessTarget:
     def _resume_pcs(self, regs: ptrace.Regs) -> set[int]:
         """Where the thread will execute next: its pc, or the syscall it will restart."""
         pcs = {regs.pc}
-        restarting = regs.ret in _RESTART_CODES and (self.arch.name != "x86_64" or regs.orig >= 0)
-        if restarting:
-            pcs.add(regs.pc - _SYSCALL_LEN[self.arch.name])
+        if regs.ret in _RESTART_CODES and self.arch.may_restart_syscall(regs.orig):
+            pcs.add(regs.pc - self.arch.syscall_insn_len)
         return pcs
 
     def _inside(self, tid: int, start: int, end: int) -> bool:
@@ -387,7 +399,7 @@ class ProcessTarget:
 
     def _interior_returns(self, cut: Cut, code: bytes) -> set[int]:
         """Return addresses strictly inside the cut: of calls ``code`` makes before its end."""
-        calls = (i for i in disasm(code, self.arch, vma=cut.address) if i.mnemonic in _CALLS)
+        calls = (i for i in disasm(code, self.arch, vma=cut.address) if self.arch.is_call(i))
         return {i.end for i in calls if i.end < cut.end}
 
     def _stack_words(self, fd: int, sp: int) -> list[int]:
@@ -498,7 +510,10 @@ class ProcessTarget:
                 self._swap(cut, expect, write)
         except ProcessLookupError:
             if self.alive():
-                raise
+                raise Refused(
+                    f"a thread of pid {self.pid} vanished while knockout held it stopped; "
+                    "nothing was left half-written, retry"
+                ) from None
             raise self._gone() from None
 
     # -- the Target protocol ------------------------------------------------
@@ -528,13 +543,17 @@ class ProcessTarget:
                 f"bytes at {cut.location} ({cut.address:#x}) are {found.hex(' ')}, expected "
                 f"{cut.old.hex(' ')} (the binary changed?); nothing written, replan the cut"
             )
+        if self.guardian:
+            ensure_guardian(self.journal)
         entry = self.journal.add(self._entry(cut))
         try:
             self._rewrite(cut, cut.old, cut.new)
         except BaseException:
             self._undo_partial(cut, entry)
             raise
-        return AppliedCut(cut, handle=entry, mechanism="ptrace")
+        applied = AppliedCut(cut, handle=entry, mechanism="ptrace")
+        self._held[entry.key] = applied
+        return applied
 
     def _undo_partial(self, cut: Cut, entry: Entry) -> None:
         """After an apply that failed or was interrupted (Ctrl-C once the bytes were
@@ -556,11 +575,36 @@ class ProcessTarget:
         """Leave the cut in place after knockout exits (``--detach``); revert ends it."""
         entry: Entry = replace(applied.handle, holder_pid=None, holder_start=None)
         self.journal.replace(entry)
+        self._held.pop(entry.key, None)
         return AppliedCut(applied.cut, handle=entry, mechanism=applied.mechanism)
 
     def revert(self, applied: AppliedCut) -> None:
         """Verify ``cut.new`` is still there, write ``cut.old`` back, read back, clear journal."""
-        self.revert_entry(applied.handle)
+        entry: Entry = applied.handle
+        self._held.pop(entry.key, None)
+        self.revert_entry(entry)
+
+    def in_place(self, applied: AppliedCut) -> str | None:
+        """None while the process runs and holds the cut's bytes; else why not."""
+        cut = applied.cut
+        if not self.alive():
+            return f"pid {self.pid} exited while the cut at {cut.location} was in place"
+        try:
+            found = self.read(cut.address, cut.size)
+        except KnockoutError as exc:
+            return f"the cut at {cut.location} cannot be read back: {exc}"
+        if found != cut.new:
+            return (
+                f"the cut at {cut.location} in pid {self.pid} was overwritten: "
+                f"{found.hex(' ')} there, not {cut.new.hex(' ')}"
+            )
+        return None
+
+    def close(self) -> None:
+        """Revert every cut this target still holds (the gone process's are only cleared)."""
+        for applied in list(self._held.values()):
+            with contextlib.suppress(KnockoutError):
+                self.revert(applied)
 
     def revert_entry(self, entry: Entry) -> None:
         """Put a journaled cut's original bytes back and forget it.
@@ -605,21 +649,9 @@ def _reap(tid: int, timeout: float) -> None:
             return
 
 
-@dataclass(frozen=True)
-class Outcome:
-    """What ``knockout revert`` did with one journal entry."""
-
-    entry: Entry
-    #: "reverted", "cleared" (the process is gone or its pid recycled: untouched),
-    #: "held" (a live knockout holds it and will revert it) or "failed"
-    status: str
-    message: str
-
-
 def _revert_one(entry: Entry, journal: Journal) -> Outcome:
     if entry.holder_alive():
         return Outcome(
-            entry,
             "held",
             f"the cut at {entry.location} in pid {entry.pid} is held by knockout pid "
             f"{entry.holder_pid}; stop that knockout (Ctrl-C) and it reverts the cut",
@@ -627,7 +659,6 @@ def _revert_one(entry: Entry, journal: Journal) -> Outcome:
     if not entry.target_alive():
         journal.remove(entry)
         return Outcome(
-            entry,
             "cleared",
             f"pid {entry.pid} (started at tick {entry.start_time}) is gone; "
             "entry cleared, nothing written",
@@ -635,17 +666,26 @@ def _revert_one(entry: Entry, journal: Journal) -> Outcome:
     try:
         ProcessTarget(entry.pid, journal=journal).revert_entry(entry)
     except TargetGone:
-        return Outcome(entry, "cleared", f"pid {entry.pid} is gone; entry cleared")
+        return Outcome("cleared", f"pid {entry.pid} is gone; entry cleared")
     except KnockoutError as exc:
-        return Outcome(entry, "failed", str(exc))
-    return Outcome(entry, "reverted", f"restored {entry.old.hex(' ')} at {entry.location}")
+        return Outcome("failed", str(exc))
+    restored = f"restored {entry.old.hex(' ')} at {entry.location} in pid {entry.pid}"
+    return Outcome("reverted", restored)
 
 
-def revert_journaled(journal: Journal | None = None, pid: int | None = None) -> list[Outcome]:
-    """Revert every journaled process cut (only ``pid``'s when given) no live knockout holds.
+def revert_journaled(
+    journal: Journal | None = None,
+    pid: int | None = None,
+    *,
+    only: set[str] | None = None,
+) -> list[Outcome]:
+    """Revert every journaled process cut no live knockout holds.
 
-    Entries whose process is gone, or whose pid now belongs to another process
-    (different start time), are cleared without touching anything.
+    Only ``pid``'s entries when given, only those whose :attr:`Entry.key` is
+    in ``only`` when given.  Entries whose process is gone, or whose pid now
+    belongs to another process (different start time), are cleared without
+    touching anything.
     """
     journal = journal or Journal()
-    return [_revert_one(entry, journal) for entry in journal.entries(pid)]
+    entries = [e for e in journal.entries(pid) if only is None or e.key in only]
+    return [_revert_one(entry, journal) for entry in entries]

@@ -134,9 +134,12 @@ class Program:
     def data_symbol(self, name: str) -> int:
         """The runtime address of data symbol ``name``."""
         from elftools.elf.elffile import ELFFile
+        from elftools.elf.sections import SymbolTableSection
 
         with open(self.binary, "rb") as f:
-            (sym,) = ELFFile(f).get_section_by_name(".symtab").get_symbol_by_name(name)
+            symtab = ELFFile(f).get_section_by_name(".symtab")
+            assert isinstance(symtab, SymbolTableSection), f"{self.binary} has no .symtab"
+            (sym,) = symtab.get_symbol_by_name(name) or []
             return int(sym["st_value"]) + self.runtime_offset()
 
 

@@ -8,12 +8,17 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+from knockout.asm import disasm
+from knockout.cuts import Cut, Return
 from knockout.journal import Journal
+from knockout.plan import plan_at
+from knockout.search.elfcode import ElfCode
 from tests.process.conftest import NORMAL, Program, run_knockout
 
 Start = Callable[..., Program]
@@ -36,6 +41,11 @@ def held_cut(prog: Program, *extra: str) -> subprocess.Popen[str]:
     assert event["location"] == "compute"
     assert event["after"][-1] == "ret"
     return ko
+
+
+def planned_return(prog: Program, value: int = 42) -> Cut:
+    """The cut knockout plans for ``compute --return VALUE``: its own encoder, from the ELF file."""
+    return plan_at(ElfCode(str(prog.binary)), "compute", Return(value))
 
 
 def code_of(prog: Program, name: str = "compute") -> bytes:
@@ -70,15 +80,85 @@ def test_text_output_shows_address_bytes_and_disassembly(start: Start) -> None:
     result = run_knockout("cut", "compute", "--pid", str(prog.pid), "--return", "42", "--for", "0")
     assert result.returncode == 0, result.stderr
     address = prog.runtime_offset() + prog.function("compute")[0]
-    old = prog.function("compute")[1][:6].hex(" ")
+    cut = planned_return(prog)
     assert f"address  {address:#x} (compute)" in result.stdout
-    assert f"{old}  ->  b8 2a 00 00 00 c3" in result.stdout
-    assert "mov eax, 0x2a" in result.stdout or os.uname().machine != "x86_64"
+    assert f"{cut.old.hex(' ')}  ->  {cut.new.hex(' ')}" in result.stdout
+    first = disasm(cut.new, cut.arch, vma=0)[0]
+    assert f"{first.mnemonic} {first.op_str}" in result.stdout  # mov eax, 0x2a | mov x0, #0x2a
     assert "reverted" in result.stdout
     assert_untouched(prog)
 
 
-def test_sigkill_of_knockout_then_revert_all_restores(start: Start, journal: Journal) -> None:
+def guardian_of(pid: int) -> int | None:
+    """The pid of the guardian watching knockout ``pid`` (see knockout.guardian), if any."""
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            argv = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"knockout.guardian" in argv and str(pid).encode() in argv:
+            return int(entry)
+    return None
+
+
+def wait_until(done: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
+    """Poll ``done`` (no timing is asserted: the deadline only keeps a broken run finite)."""
+    deadline = time.monotonic() + timeout
+    while not done():
+        assert time.monotonic() < deadline, f"never happened: {what}"
+        time.sleep(0.02)
+
+
+def test_sigkill_of_knockout_the_guardian_restores(start: Start, journal: Journal) -> None:
+    """The dead-man switch of process cuts: nobody runs a command, the bytes come back."""
+    prog = start(8)
+    ko = held_cut(prog, "--for", "60")
+    guardian = guardian_of(ko.pid)
+    assert guardian is not None, "knockout started no guardian for its cut"
+    assert os.getsid(guardian) != os.getsid(ko.pid)  # its own session: a hang-up spares it
+    ko.kill()
+    ko.wait()
+    wait_until(lambda: code_of(prog) == prog.function("compute")[1], "compute restored")
+    assert set(prog.sample()) == {NORMAL}
+    assert_untouched(prog)
+    wait_until(lambda: journal.entries() == [], "journal cleared")
+    wait_until(lambda: guardian_of(ko.pid) is None, "the guardian exits")
+
+
+def test_sigkill_of_a_running_trial_the_guardian_restores(start: Start, journal: Journal) -> None:
+    prog = start(4)
+    trial = subprocess.Popen(
+        [
+            *KNOCKOUT,
+            "trial",
+            "compute",
+            "--pid",
+            str(prog.pid),
+            "--return",
+            "42",
+            "--symptom",
+            "load",
+            "--window",
+            "0.5s",
+            "--no-warmup",
+            "--no-profile",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    wait_until(lambda: journal.entries() != [], "the trial applies its cut")
+    trial.kill()
+    trial.wait()
+    wait_until(lambda: code_of(prog) == prog.function("compute")[1], "compute restored")
+    wait_until(lambda: journal.entries() == [], "journal cleared")
+    assert_untouched(prog)
+
+
+def test_sigkill_of_knockout_and_its_guardian_then_revert_all_restores(
+    start: Start, journal: Journal
+) -> None:
     prog = start(8)
     ko = held_cut(prog)
     held = run_knockout("revert", "--all")
@@ -86,6 +166,9 @@ def test_sigkill_of_knockout_then_revert_all_restores(start: Start, journal: Jou
     assert f"held by knockout pid {ko.pid}" in held.stderr
     assert set(prog.sample()) == {CUT}
 
+    guardian = guardian_of(ko.pid)
+    assert guardian is not None
+    os.kill(guardian, signal.SIGKILL)  # both die: only 'revert --all' is left
     ko.kill()  # SIGKILL: no chance to revert
     ko.wait()
     assert set(prog.sample()) == {CUT}
@@ -130,7 +213,9 @@ def test_recycled_pid_is_never_touched(start: Start, journal: Journal) -> None:
     assert result.returncode == 0, result.stderr
     assert "is gone; entry cleared, nothing written" in result.stdout
     assert prog.sample() == [CUT]  # untouched: still cut
-    assert code_of(prog)[:6] == bytes.fromhex("b82a000000c3")
+    cut = planned_return(prog)
+    at = cut.address - prog.function("compute")[0]
+    assert code_of(prog)[at : at + cut.size] == cut.new
     assert journal.entries() == []
 
 
@@ -225,3 +310,33 @@ def test_another_tracer_is_named(start: Start, journal: Journal) -> None:
     assert_untouched(prog)
     assert journal.entries() == []
     assert prog.sample() == [NORMAL]
+
+
+def test_sigkill_of_a_trial_with_a_write_the_guardian_restores_the_file(
+    start: Start, tmp_path: Path
+) -> None:
+    prog = start(0)
+    setting = tmp_path / "setting"
+    setting.write_text("10\n")
+    trial = subprocess.Popen(
+        [
+            *KNOCKOUT,
+            "trial",
+            "--pid",
+            str(prog.pid),
+            "--write",
+            f"{setting}=4",
+            "--symptom",
+            "load",
+            "--window",
+            "0.5s",
+            "--no-warmup",
+            "--no-profile",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    wait_until(lambda: setting.read_text().strip() == "4", "the trial writes the remedy")
+    trial.kill()
+    trial.wait()
+    wait_until(lambda: setting.read_text().strip() == "10", "the old value restored")
