@@ -51,13 +51,23 @@ _DUMP = re.compile(r"\[ perf record: Dump (?P<path>\S+) \]")
 
 @dataclass(frozen=True)
 class Sample:
-    """One perf sample: who was on the CPU, when, and the stack (leaf first)."""
+    """One perf sample: who was on the CPU, when, and the stack (leaf first).
+
+    ``stack`` names the frames; ``ips`` and ``dsos`` (same length, or empty)
+    keep where each frame was: for the leaf the sampled instruction, for
+    every other frame the return address of the call it made (as perf prints
+    it: kernel addresses as they are, user ones as perf maps them into their
+    file), so the call site in the caller can be found
+    (:func:`knockout.callsites.call_site`).
+    """
 
     comm: str
     pid: int
     tid: int
     time: float  # seconds, on the recording's clock
     stack: tuple[str, ...]
+    ips: tuple[int, ...] = ()
+    dsos: tuple[str, ...] = ()
 
     @property
     def idle(self) -> bool:
@@ -81,40 +91,96 @@ def parse_script(lines: Iterable[str]) -> Iterator[Sample]:
     in) are skipped; a sample without frames has an empty stack.
     """
     head: re.Match[str] | None = None
-    stack: list[str] = []
+    frames: list[re.Match[str]] = []
     for raw in lines:
         line = raw.rstrip("\n")
         if not line.strip():
             if head is not None:
-                yield _sample(head, stack)
-            head, stack = None, []
+                yield _sample(head, frames)
+            head, frames = None, []
             continue
         frame = _FRAME.match(line) if head is not None else None
         if frame is not None:
-            stack.append(_frame_name(frame["sym"] or "", frame["dso"]))
+            frames.append(frame)
             continue
         match = _HEADER.match(line)
         if match is not None:
             if head is not None:
-                yield _sample(head, stack)
-            head, stack = match, []
+                yield _sample(head, frames)
+            head, frames = match, []
     if head is not None:
-        yield _sample(head, stack)
+        yield _sample(head, frames)
 
 
-def _sample(head: re.Match[str], stack: list[str]) -> Sample:
+#: perf's dso for a frame it reconstructed from inline debug info: not a frame of the stack
+INLINED = "inlined"
+
+
+def _machine_frames(frames: list[re.Match[str]]) -> list[tuple[str, int, str]]:
+    """One ``(name, ip, dso)`` per frame of the machine's stack.
+
+    perf prints the functions inlined at an ip as frames of their own, with
+    the dso ``(inlined)``, before the function that holds the ip.  They are
+    not frames of the stack: one is kept per ip, the holding function; where
+    perf named only inlined functions at an ip (an LTO build), the outermost
+    of them stands for it, with the dso of the next frame that has one
+    (callers can name it from the file: :mod:`knockout.search.climb`).
+    """
+    out: list[tuple[str, int, str]] = []
+    i = 0
+    while i < len(frames):
+        ip = frames[i]["ip"]
+        j = i
+        while j + 1 < len(frames) and frames[j + 1]["ip"] == ip:
+            j += 1
+        group = frames[i : j + 1]
+        real = [f for f in group if f["dso"] != INLINED]
+        chosen = real[-1] if real else group[-1]
+        out.append((_frame_name(chosen["sym"] or "", chosen["dso"]), int(ip, 16), chosen["dso"]))
+        i = j + 1
+    for k in range(len(out) - 1, -1, -1):  # an inline-only frame: the dso of its caller
+        if out[k][2] == INLINED:
+            below = next((d for _, _, d in out[k + 1 :] if d != INLINED), INLINED)
+            out[k] = (out[k][0], out[k][1], below)
+    return out
+
+
+def _sample(head: re.Match[str], frames: list[re.Match[str]]) -> Sample:
+    machine = _machine_frames(frames)
     return Sample(
         comm=head["comm"].strip(),
         pid=int(head["pid"]),
         tid=int(head["tid"]),
         time=float(head["time"]),
-        stack=tuple(stack),
+        stack=tuple(name for name, _, _ in machine),
+        ips=tuple(ip for _, ip, _ in machine),
+        dsos=tuple(dso for _, _, dso in machine),
     )
 
 
 def between(samples: Iterable[Sample], start: float, end: float) -> list[Sample]:
     """The samples taken from ``start`` to ``end`` (seconds on the recording's clock)."""
     return [s for s in samples if start <= s.time <= end]
+
+
+def _ignore_sigusr2() -> None:
+    signal.signal(signal.SIGUSR2, signal.SIG_IGN)
+
+
+def _catches(pid: int, sig: int, timeout: float) -> bool:
+    """Wait until process ``pid`` has a handler for ``sig`` (``SigCgt`` in its status)."""
+    deadline = time.monotonic() + timeout
+    bit = 1 << (sig - 1)
+    while time.monotonic() < deadline:
+        try:
+            status = Path(f"/proc/{pid}/status").read_text()
+        except OSError:
+            return False
+        for line in status.splitlines():
+            if line.startswith("SigCgt:") and int(line.split()[1], 16) & bit:
+                return True
+        time.sleep(0.02)
+    return False
 
 
 def perf_problem(system_wide: bool = True) -> str | None:
@@ -142,8 +208,9 @@ def perf_problem(system_wide: bool = True) -> str | None:
 class Recorder:
     """One ``perf record`` for a whole trial, cut into windows on demand.
 
-    >>> rec = Recorder(Path("/tmp/k"))          # doctest: +SKIP
-    >>> rec.start(); t0 = time.monotonic(); ...; samples = rec.window(t0, time.monotonic())
+    >>> rec = Recorder(Path("/tmp/k"))             # doctest: +SKIP
+    >>> rec.start(); t0 = time.monotonic()          # doctest: +SKIP
+    >>> samples = between(rec.script(rec.rotate()), t0, time.monotonic())  # doctest: +SKIP
     """
 
     def __init__(
@@ -161,6 +228,8 @@ class Recorder:
         self._proc: subprocess.Popen[bytes] | None = None
         self._log = workdir / "perf-record.log"
         self._seen_dumps = 0
+        #: seconds perf may take to start recording (slow under TCG: it reads every module)
+        self.start_timeout = 120.0
 
     def command(self) -> list[str]:
         """The ``perf record`` command line."""
@@ -180,8 +249,14 @@ class Recorder:
         self.workdir.mkdir(parents=True, exist_ok=True)
         with self._log.open("wb") as log:
             self._proc = subprocess.Popen(
-                self.command(), stdin=subprocess.DEVNULL, stdout=log, stderr=log
+                self.command(),
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+                # until perf installs its handler, a rotation must not kill it (SIGUSR2's default)
+                preexec_fn=_ignore_sigusr2,
             )
+        ready = _catches(self._proc.pid, signal.SIGUSR2, self.start_timeout)
         time.sleep(0.3)  # perf opens its events; an immediate exit is a refusal
         if self._proc.poll() is not None:
             reason = self._log.read_text(errors="replace").strip().splitlines()
@@ -190,6 +265,12 @@ class Recorder:
             raise Refused(
                 f"perf record failed ({first.strip()}); check 'perf record -a true' by hand, "
                 "or run as root"
+            )
+        if not ready:
+            self.stop()
+            raise Refused(
+                f"perf record did not start recording within {self.start_timeout:g} s (busy "
+                "machine? perf reading every module?); the trial goes on without profiles"
             )
 
     def _dumps(self) -> list[Path]:
@@ -224,13 +305,6 @@ class Recorder:
         finally:
             data.unlink(missing_ok=True)
         return list(parse_script(out.stdout.splitlines()))
-
-    def window(self, start: float, end: float) -> list[Sample]:
-        """The samples taken between ``start`` and ``end`` (``time.monotonic()`` values)."""
-        data = self.rotate()
-        if data is None:
-            return []
-        return between(self.script(data), start, end)
 
     def stop(self) -> None:
         """Stop perf and remove its files."""

@@ -13,11 +13,20 @@ import math
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from knockout.measure.perf import Sample
 
-__all__ = ["HeatShift", "Profile", "describe_heat", "heat_diff", "merge", "profile_of"]
+__all__ = [
+    "CallEdge",
+    "HeatShift",
+    "Profile",
+    "describe_heat",
+    "folded",
+    "heat_diff",
+    "merge",
+    "profile_of",
+]
 
 #: the name of a sample perf recorded without any frame
 NO_STACK = "[no stack]"
@@ -25,14 +34,36 @@ NO_STACK = "[no stack]"
 MINUS = "\u2212"
 
 
+class CallEdge(NamedTuple):
+    """A call seen on sampled stacks: ``caller`` called ``callee``, returning to ``return_ip``.
+
+    ``return_ip`` is as perf printed the caller's frame (see
+    :class:`~knockout.measure.perf.Sample`), in ``dso``.
+    """
+
+    caller: str
+    callee: str
+    return_ip: int
+    dso: str
+
+
 @dataclass
 class Profile:
-    """Counts of samples by symbol, for one window or several merged."""
+    """Counts of samples by symbol, stack and call edge, for one window or several merged.
+
+    ``stacks`` counts whole stacks, root first (the folded form flame graphs
+    read); ``calls`` counts, per call edge, the busy samples with that edge on
+    their stack (once per sample).
+    """
 
     busy: int = 0
     idle: int = 0
     self_counts: Counter[str] = field(default_factory=Counter)
     total_counts: Counter[str] = field(default_factory=Counter)
+    stacks: Counter[tuple[str, ...]] = field(default_factory=Counter)
+    calls: Counter[CallEdge] = field(default_factory=Counter)
+    #: busy samples by the sampled instruction (the leaf frame's ip and dso)
+    leaf_ips: Counter[tuple[str, int]] = field(default_factory=Counter)
 
     def self_share(self, symbol: str) -> float:
         """Fraction of busy samples whose leaf is ``symbol``."""
@@ -52,9 +83,26 @@ class Profile:
         """The ``n`` symbols with the largest self share."""
         return [(sym, c / self.busy) for sym, c in self.self_counts.most_common(n)]
 
-    def as_dict(self, n: int = 20) -> dict[str, Any]:
-        """JSON-ready form: sample counts and the top self shares."""
-        return {"busy": self.busy, "idle": self.idle, "top": [list(t) for t in self.top(n)]}
+    def as_dict(self, n: int = 20, stacks: int = 2000) -> dict[str, Any]:
+        """JSON-ready form: sample counts, the top self shares, and (the ``stacks`` most
+        common) folded stacks, call edges and sampled instructions, with their counts."""
+        return {
+            "busy": self.busy,
+            "idle": self.idle,
+            "top": [list(t) for t in self.top(n)],
+            "folded": [[";".join(k), c] for k, c in self.stacks.most_common(stacks)],
+            "calls": [
+                {
+                    "caller": e.caller,
+                    "callee": e.callee,
+                    "return_ip": e.return_ip,
+                    "dso": e.dso,
+                    "samples": c,
+                }
+                for e, c in self.calls.most_common(stacks)
+            ],
+            "ips": [[dso, ip, c] for (dso, ip), c in self.leaf_ips.most_common(stacks)],
+        }
 
 
 def profile_of(samples: Iterable[Sample]) -> Profile:
@@ -68,6 +116,16 @@ def profile_of(samples: Iterable[Sample]) -> Profile:
         stack = s.stack or (NO_STACK,)
         prof.self_counts[stack[0]] += 1
         prof.total_counts.update(set(stack))
+        prof.stacks[stack[::-1]] += 1
+        if s.ips:
+            prof.leaf_ips[(s.dsos[0], s.ips[0])] += 1
+        if len(s.ips) == len(s.stack):
+            prof.calls.update(
+                {
+                    CallEdge(s.stack[i + 1], s.stack[i], s.ips[i + 1], s.dsos[i + 1])
+                    for i in range(len(s.stack) - 1)
+                }
+            )
     return prof
 
 
@@ -79,7 +137,20 @@ def merge(profiles: Iterable[Profile]) -> Profile:
         out.idle += p.idle
         out.self_counts.update(p.self_counts)
         out.total_counts.update(p.total_counts)
+        out.stacks.update(p.stacks)
+        out.calls.update(p.calls)
+        out.leaf_ips.update(p.leaf_ips)
     return out
+
+
+def folded(profile: Profile) -> list[str]:
+    """The profile's stacks as ``root;...;leaf COUNT`` lines (flamegraph.pl, speedscope, pprof).
+
+    >>> from knockout.measure.perf import Sample
+    >>> folded(profile_of([Sample("a", 1, 1, 0.0, ("leaf", "main"))] * 3))
+    ['main;leaf 3']
+    """
+    return [f"{';'.join(stack)} {n}" for stack, n in sorted(profile.stacks.items())]
 
 
 @dataclass(frozen=True)
@@ -156,9 +227,12 @@ def describe_heat(
     counts, are left out.
     """
     moved = [h for h in shifts if _significant(h, busy, threshold)][:4]
-    symptom = {"gone": "symptom gone", "persists": "symptom persists"}.get(
-        verdict, "symptom undecided"
-    )
+    symptom = {
+        "gone": "symptom gone",
+        "reduced": "symptom reduced",
+        "persists": "symptom persists",
+        "breaks": "the cut broke the work",
+    }.get(verdict, "symptom undecided")
     if not moved:
         return f"profile unchanged: {symptom}"
     parts = ", ".join(f"{h.symbol} {_points(h.delta)}" for h in moved)

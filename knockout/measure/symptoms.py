@@ -40,12 +40,15 @@ __all__ = [
     "Load",
     "Metric",
     "ProfileSymptom",
+    "Runs",
     "Symptom",
     "SymptomFailed",
     "SysShare",
     "parse_symptom",
 ]
 
+#: runs a window makes at least before its symptom counts as failed
+_TRIES = 3
 _NUMBER = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
 _STAT_FIELDS = 8  # user nice system idle iowait irq softirq steal (guest* are inside user)
 
@@ -170,13 +173,38 @@ def _run(command: str, timeout: float) -> tuple[float, str]:
     return wall, proc.stdout
 
 
-def _repeat(seconds: float, once: Callable[[], float]) -> float:
-    """Median of ``once()`` run back to back until the window is over (at least once)."""
+@dataclass
+class Runs:
+    """What the runs of one window gave: the values, and how many runs failed."""
+
+    values: list[float] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+
+    @property
+    def unchanged(self) -> bool:
+        """Three or more runs, every one the same value: the source may lag the window."""
+        return len(self.values) >= 3 and len(set(self.values)) == 1
+
+
+def _repeat(seconds: float, once: Callable[[], float], runs: Runs) -> float:
+    """Median of ``once()`` run back to back until the window is over.
+
+    A run that fails (a file read while it was being rewritten) is retried
+    within the window; only a window in which every run failed fails.
+    """
+    runs.values.clear()
+    runs.failures.clear()
     end = time.monotonic() + seconds
-    values = [once()]
-    while time.monotonic() < end:
-        values.append(once())
-    return statistics.median(values)
+    while True:
+        try:
+            runs.values.append(once())
+        except SymptomFailed as exc:
+            runs.failures.append(str(exc))
+        if time.monotonic() >= end and (runs.values or len(runs.failures) >= _TRIES):
+            break
+    if not runs.values:
+        raise SymptomFailed(f"{runs.failures[-1]} (every run in the window, {len(runs.failures)})")
+    return statistics.median(runs.values)
 
 
 @dataclass(frozen=True)
@@ -187,6 +215,8 @@ class CommandTime:
     timeout: float = 300.0
     unit: str = "s"
     higher_is_better: bool = False
+    #: the runs of the last window
+    runs: Runs = field(default_factory=Runs, repr=False, compare=False)
 
     @property
     def name(self) -> str:
@@ -194,7 +224,7 @@ class CommandTime:
 
     def measure(self, seconds: float) -> float:
         """Median wall time of the runs in the window."""
-        return _repeat(seconds, lambda: _run(self.command, self.timeout)[0])
+        return _repeat(seconds, lambda: _run(self.command, self.timeout)[0], self.runs)
 
 
 def parse_number(command: str, stdout: str) -> float:
@@ -214,6 +244,8 @@ class Metric:
     higher_is_better: bool = False
     timeout: float = 300.0
     unit: str = ""
+    #: the runs of the last window
+    runs: Runs = field(default_factory=Runs, repr=False, compare=False)
 
     @property
     def name(self) -> str:
@@ -222,7 +254,9 @@ class Metric:
     def measure(self, seconds: float) -> float:
         """Median of the numbers printed in the window."""
         return _repeat(
-            seconds, lambda: parse_number(self.command, _run(self.command, self.timeout)[1])
+            seconds,
+            lambda: parse_number(self.command, _run(self.command, self.timeout)[1]),
+            self.runs,
         )
 
 

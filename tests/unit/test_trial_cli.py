@@ -10,13 +10,13 @@ import pytest
 from rich.console import Console
 
 from knockout import cli
-from knockout.commands import _target
 from knockout.commands import trial as trial_cmd
-from knockout.commands.trial import parse_duration, parse_fraction
 from knockout.cuts import Cut, Intent, SetReg, Skip
 from knockout.errors import BadInput
 from knockout.measure.perf import Sample
 from knockout.measure.profile import describe_heat, heat_diff, profile_of
+from knockout.report.text import render_trial
+from knockout.spelling import parse_duration, parse_fraction
 from knockout.stats import Design, judge
 from knockout.targets import AppliedCut, Target
 from knockout.trial import TrialResult
@@ -44,14 +44,14 @@ class FileTarget(FakeTarget):
 @pytest.fixture
 def fake(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> FileTarget:
     target = FileTarget(tmp_path / "state")
-    monkeypatch.setitem(_target.OPENERS, "process", lambda args: target)
+    monkeypatch.setattr(trial_cmd, "open_target", lambda args: target)
     planned: dict[str, int] = {}
 
     def plan(t: Target, spec: str, intent: Intent) -> Cut:
         address = planned.setdefault(spec, 4 * len(planned))
         return make_cut(spec, address, intent)
 
-    monkeypatch.setattr(trial_cmd, "plan_at", plan)
+    monkeypatch.setattr("knockout.plan.plan_at", plan)
     return target
 
 
@@ -71,6 +71,8 @@ def test_json_verdict_gone(fake: FileTarget, capsys: pytest.CaptureFixture[str])
         "1",
         "--symptom",
         f"metric:'cat {fake.state}'",
+        "--healthy",
+        "4",
         "--window",
         "1ms",
         "--no-profile",
@@ -80,9 +82,31 @@ def test_json_verdict_gone(fake: FileTarget, capsys: pytest.CaptureFixture[str])
     doc = json.loads(out)
     assert doc["verdict"] == "gone"
     assert doc["effect"] == pytest.approx(-0.6)
+    assert doc["explained"] == pytest.approx(1.0) and doc["healthy"] == 4.0
     assert doc["baseline"]["median"] == 10 and doc["cut"]["median"] == 4
     assert doc["cuts"][0]["intent"] == "--return 0"
     assert fake.mem == FakeTarget().mem and fake.state.read_text() == "10\n"
+
+
+def test_without_healthy_the_same_cut_is_reduced_by_its_share(
+    fake: FileTarget, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """10 -> 4 against a healthy zero: 60% of the symptom is explained, not all of it."""
+    code, out, _ = _run(
+        capsys,
+        "f",
+        "--return",
+        "0",
+        "--pid",
+        "1",
+        "--symptom",
+        f"metric:cat {fake.state}",
+        "--window",
+        "1ms",
+        "--no-profile",
+    )
+    assert code == 0
+    assert "reduced" in out and "explained 60% of the excess over healthy 0" in out, out
 
 
 def test_higher_is_better_reads_the_drop_as_persisting(
@@ -121,6 +145,8 @@ def test_aa_and_extra_cuts(fake: FileTarget, capsys: pytest.CaptureFixture[str])
         "1",
         "--symptom",
         f"metric:cat {fake.state}",
+        "--healthy",
+        "4",
         "--window",
         "1ms",
         "--no-profile",
@@ -165,21 +191,59 @@ def test_bad_values() -> None:
         parse_fraction("150%")
 
 
+def _parsed(*argv: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    trial_cmd.register(parser.add_subparsers())
+    return parser.parse_args(["trial", "f", "--skip", "--symptom", "sys", *argv])
+
+
 def test_config_from_args_profiles_the_process_with_its_pid() -> None:
-    args = argparse.Namespace(
-        windows=8,
-        window="300ms",
-        alpha=0.05,
-        min_effect="20%",
-        no_warmup=True,
-        no_profile=False,
-        pid="42",
-        kernel=False,
-        kallsyms=None,
+    args = _parsed(
+        "--windows",
+        "8",
+        "--window",
+        "300ms",
+        "--alpha",
+        "0.05",
+        "--min-effect",
+        "20%",
+        "--no-warmup",
+        "--pid",
+        "42",
     )
-    config = trial_cmd.config_from_args(args)
+    config = trial_cmd.config_from_args(args, "%")
     assert (config.windows, config.window, config.alpha, config.min_effect) == (8, 0.3, 0.05, 0.2)
     assert config.perf_pid == 42 and not config.warmup
+    assert config.healthy is None and config.settle is None and config.settle_seconds == 0.06
+
+
+def test_breaks_and_judging_options() -> None:
+    args = _parsed(
+        "--pid",
+        "1",
+        "--healthy",
+        "15%",
+        "--gone-at",
+        "90%",
+        "--settle",
+        "0",
+        "--guard",
+        "true",
+        "--guard",
+        "test -e /",
+        "--cgroup",
+        "/sys/fs/cgroup/pod",
+        "--work",
+        "metric:'cat rate'",
+    )
+    config = trial_cmd.config_from_args(args, "%")
+    assert (config.healthy, config.gone_at, config.settle) == (15.0, 0.9, 0.0)
+    assert config.guards == ("true", "test -e /") and config.cgroup == "/sys/fs/cgroup/pod"
+    assert config.work == "metric:'cat rate'"
+    with pytest.raises(BadInput, match="measured in s, not %"):
+        trial_cmd.parse_healthy("15%", "s")
+    with pytest.raises(BadInput, match="--gone-at 120% is out of range"):
+        trial_cmd.config_from_args(_parsed("--pid", "1", "--gone-at", "120%"), "%")
 
 
 def test_report_prints_bracketed_symbols_and_commands_verbatim() -> None:
@@ -192,7 +256,50 @@ def test_report_prints_bracketed_symbols_and_commands_verbatim() -> None:
     result.profile_diff = heat_diff(base, cut)
     result.heat = describe_heat(result.profile_diff, "gone", busy=(90, 90))
     console = Console(record=True, width=200)
-    trial_cmd._report(console, result)
+    render_trial(console, result)
     text = console.export_text()
     assert "[kernel.kallsyms]" in text and "[vdso]" in text
     assert "cmd:'[ -e x ] || true'" in text
+
+
+def test_the_cli_default_windows_is_the_statistics_default() -> None:
+    from knockout import stats
+
+    assert trial_cmd.DEFAULT_WINDOWS == stats.DEFAULT_WINDOWS
+
+
+def test_a_remedy_is_judged_like_a_cut_and_its_file_restored(
+    fake: FileTarget, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """--write alone: the file holds 4 in the cut windows, 10 again after."""
+    setting = tmp_path / "setting"
+    setting.write_text("10\n")
+    code, out, _ = _run(
+        capsys,
+        "--write",
+        f"{setting}=4",
+        "--pid",
+        "1",
+        "--symptom",
+        f"metric:cat {setting}",
+        "--healthy",
+        "4",
+        "--window",
+        "1ms",
+        "--no-profile",
+        "--json",
+    )
+    assert code == 0
+    doc = json.loads(out)
+    assert doc["verdict"] == "gone" and doc["cuts"] == []
+    assert doc["writes"] == [{"path": str(setting), "value": "4"}] and doc["mechanisms"] == [
+        "write"
+    ]
+    assert setting.read_text().strip() == "10" and fake.events == [("close", "")]  # no cut
+
+
+def test_write_needs_an_existing_file(fake: FileTarget, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = _run(capsys, "--write", "/nonexistent/x=1", "--pid", "1", "--symptom", "sys")
+    assert code == 2 and err.count("\n") == 1 and "no such file" in err
+    code, _, err = _run(capsys, "--return", "0", "--pid", "1", "--symptom", "sys")
+    assert code == 2 and "needs a SPEC" in err
