@@ -8,7 +8,12 @@ with ``--in-guest``).  All figures come from one run, one boot:
 * ``latency``: apply + verify + revert of ``__x64_sys_getppid --return 42``
   through ``KernelTarget`` (the module checks and writes, userspace reads the
   site back through the module, the module reverts and checks): median and
-  p90 over 1000 cycles.
+  p90 over 1000 cycles.  That cut replaces ``push rbx; call ...``: an
+  instruction boundary lies inside the jmp, so the module applies it with
+  the optprobe protocol: the cut is in effect once its INT3 diverts
+  entrants to the stub, and the jmp follows after an RCU-tasks grace period.
+* ``jmp_wait``: seconds from apply until the module lists the jmp in place
+  (phase ``jmp``), over 20 cuts: the grace period's cost.
 * ``per_call``: ns per ``getppid()`` in a C loop under each configuration,
   interleaved over several rounds (median of the rounds), and the ratio to
   no cut:
@@ -36,12 +41,14 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from knockout.cuts import Identity, Return  # noqa: E402
 from knockout.plan import plan_at  # noqa: E402
+from knockout.targets import cut as cut_context  # noqa: E402
 
 OUT = ROOT / "bench" / "out" / "kernel_cut.json"
 FUNCTION = "__x64_sys_getppid"
@@ -87,6 +94,23 @@ def _kprobe_kind(address: int) -> str:
     return "not listed"
 
 
+def _protocol(target: Any, planned: Any) -> str:
+    """How the module writes this cut: "bp" (no wait) or "optprobe" (INT3, wait, jmp)."""
+    with cut_context(target, planned) as applied:
+        listed = [c for c in target.list_cuts() if c.id == applied.handle]
+    return str(listed[0].protocol) if listed else "?"
+
+
+def _wait_jmp(target: Any, cut_id: object, timeout: float = 30.0) -> None:
+    """Until the module lists cut ``cut_id`` with its jmp in place."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if any(c.id == cut_id and c.phase == "jmp" for c in target.list_cuts()):
+            return
+        time.sleep(0.005)
+    raise TimeoutError(f"cut {cut_id} never reached phase=jmp in {timeout:g} s")
+
+
 def in_guest(out_path: Path, binary: str) -> dict[str, object]:
     from knockout.targets import cut
     from knockout.targets.kernel import KernelTarget
@@ -109,7 +133,7 @@ def in_guest(out_path: Path, binary: str) -> dict[str, object]:
             site = t.read_text(entry.address, 5)
             t.revert(applied)
             times.append(time.perf_counter() - t0)
-            assert site[0] == 0xE9, site.hex()
+            assert site[0] in (0xCC, 0xE9), site.hex()  # INT3 phase, or the jmp
         times.sort()
         assert t.read_text(entry.address, entry.size) == original
         # the floor: one command round trip (a 5-byte read) from Python under TCG
@@ -121,13 +145,29 @@ def in_guest(out_path: Path, binary: str) -> dict[str, object]:
         floor.sort()
         result["latency"] = {
             "cycles": CYCLES,
-            "what": "apply (module: verify old, stub, text_poke_bp, read back) + "
-            "userspace read-back through the module + revert (verify, text_poke_bp)",
+            "what": "apply (module: verify old, checks, stub, INT3 + sync, read back) + "
+            "userspace read-back through the module + revert (verify, first byte + sync)",
+            "protocol": _protocol(t, entry),
             "median_ms": round(times[len(times) // 2] * 1e3, 3),
             "p90_ms": round(times[int(len(times) * 0.9)] * 1e3, 3),
             "max_ms": round(times[-1] * 1e3, 3),
             "goal_ms": 1.0,
             "one_command_roundtrip_median_ms": round(floor[len(floor) // 2] * 1e3, 3),
+        }
+
+        waits = []
+        for _ in range(20):
+            t0 = time.perf_counter()
+            with cut(t, entry) as applied:
+                _wait_jmp(t, applied.handle)
+                waits.append(time.perf_counter() - t0)
+        waits.sort()
+        result["jmp_wait"] = {
+            "cuts": len(waits),
+            "what": "apply until the module lists phase=jmp (synchronize_rcu + "
+            "synchronize_rcu_tasks on its workqueue, then tail and first byte)",
+            "median_s": round(waits[len(waits) // 2], 3),
+            "max_s": round(waits[-1], 3),
         }
 
         entry_addr = t.symbols().lookup(FUNCTION).address
@@ -145,7 +185,8 @@ def in_guest(out_path: Path, binary: str) -> dict[str, object]:
                 if config == "none":
                     ns, last = _loop(binary)
                 elif config.startswith("text_"):
-                    with cut(t, noop if config == "text_noop" else entry):
+                    with cut(t, noop if config == "text_noop" else entry) as applied:
+                        _wait_jmp(t, applied.handle)  # measure the jmp, not the INT3 phase
                         ns, last = _loop(binary)
                 else:
                     address = noop.address if config == "kprobe_noop" else entry_addr

@@ -19,7 +19,13 @@ streams back on that port, ended by a marker with its exit status.
 from __future__ import annotations
 
 from knockout.vm._initramfs import build_initramfs, cache_dir
-from knockout.vm._qemu import choose_accel, default_kernel, kernel_release, pvh_vmlinux
+from knockout.vm._kernels import (
+    DEFAULT_SERIES,
+    default_kernel,
+    find_kernel,
+    installed_kernels,
+)
+from knockout.vm._qemu import choose_accel, kernel_release, patching_accel, pvh_vmlinux
 from knockout.vm._session import (
     LOCK_PATH,
     ROOT_CACHES,
@@ -30,6 +36,7 @@ from knockout.vm._session import (
 )
 
 __all__ = [
+    "DEFAULT_SERIES",
     "LOCK_PATH",
     "ROOT_CACHES",
     "GuestResult",
@@ -39,7 +46,10 @@ __all__ = [
     "cache_dir",
     "choose_accel",
     "default_kernel",
+    "find_kernel",
+    "installed_kernels",
     "kernel_release",
+    "patching_accel",
     "pvh_vmlinux",
     "run_in_guest",
 ]

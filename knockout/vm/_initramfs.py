@@ -22,6 +22,7 @@ from knockout.errors import NotFound
 __all__ = [
     "GUEST_MODULES",
     "INIT_SCRIPT",
+    "OVERLAY_MODULES",
     "build_initramfs",
     "cache_dir",
     "cpio_newc",
@@ -31,17 +32,24 @@ __all__ = [
 #: modules the guest needs before it can mount the host's ``/``; their
 #: dependencies are added by ``modprobe --show-depends``
 GUEST_MODULES = ("virtio_pci", "9pnet_virtio", "9p", "virtio_console")
+#: and before it can mount a prepared root under its tmpfs overlay
+OVERLAY_MODULES = ("overlay",)
 
 #: 9p mount options: ``msize`` is the largest the virtio transport takes in 6.1
 NINEP_OPTS = "trans=virtio,version=9p2000.L,msize=512000"
 
-#: PID 1 of the guest.  It mounts the host's ``/`` read-only, the control
-#: directory (tag ``koctl``) and the rwdirs, then serves commands read from the
-#: virtio port named ``knockout``: ``run ID`` runs ``/run/knockout/cmd-ID.sh``
-#: chrooted into the host's ``/`` with output to the port, then prints the exit
-#: marker; ``poweroff`` ends the guest.  ``config.sh`` in the control directory
-#: (written by the host) sets NONCE, ROOT_CACHE, PERF_FRIENDLY and defines
-#: ``mount_rwdirs``, which calls ``mount_rw TAG PATH`` for each rwdir.
+#: PID 1 of the guest. It mounts the host's ``/`` read-only, the control directory (tag
+#: ``koctl``) and the rwdirs, then serves commands read from the virtio port named ``knockout``:
+#: ``run ID`` runs ``/run/knockout/cmd-ID.sh`` chrooted into the host's ``/`` with output to the
+#: port, then prints the exit marker (in the background: the port is still served meanwhile, one
+#: command at a time); ``sysrq KEY`` writes KEY to ``/proc/sysrq-trigger`` (a hung command's
+#: tasks dumped to the console: ``w`` blocked, ``t`` all); ``poweroff`` ends the guest.
+#: ``config.sh`` in the control directory (written by the host) sets NONCE, ROOT_MODE,
+#: ROOT_CACHE, PERF_FRIENDLY and defines ``mount_rwdirs``, which calls ``mount_rw TAG PATH`` for
+#: each rwdir (and ``mount_bind FROM TO`` for a second view of one). ROOT_MODE is ``host`` (the
+#: host's ``/`` and ``/usr``, read-only), ``overlay`` (a prepared root, read-only, under a tmpfs
+#: overlay: writable in the guest, changes lost at poweroff) or ``rw`` (a prepared root,
+#: read-write: only to prepare it).
 INIT_SCRIPT = r"""#!/bin/busybox sh
 /bin/busybox --install -s /bin
 export PATH=/bin
@@ -55,8 +63,26 @@ for m in $(cat /modules/order); do
 done
 mount -t 9p -o NINEP_OPTS,cache=none koctl /ctl || die "cannot mount the control dir"
 . /ctl/config.sh
-mount -t 9p -o NINEP_OPTS,cache=$ROOT_CACHE,ro koroot $R || die "cannot mount the host's /"
-mount -t 9p -o NINEP_OPTS,cache=loose,ro kousr $R/usr || die "cannot mount the host's /usr"
+case "$ROOT_MODE" in
+host)
+    mount -t 9p -o NINEP_OPTS,cache=$ROOT_CACHE,ro koroot $R || die "cannot mount the host's /"
+    mount -t 9p -o NINEP_OPTS,cache=loose,ro kousr $R/usr || die "cannot mount the host's /usr"
+    ;;
+overlay)
+    mkdir -p /lower /upper
+    mount -t 9p -o NINEP_OPTS,cache=$ROOT_CACHE,ro koroot /lower || die "cannot mount the root"
+    mount -t tmpfs -o mode=0755 tmpfs /upper
+    mkdir -p /upper/data /upper/work
+    mount -t overlay -o lowerdir=/lower,upperdir=/upper/data,workdir=/upper/work overlay $R \
+        || die "cannot mount the overlay root"
+    ;;
+rw)
+    mount -t 9p -o NINEP_OPTS,cache=none koroot $R || die "cannot mount the root read-write"
+    ;;
+*)
+    die "unknown ROOT_MODE $ROOT_MODE"
+    ;;
+esac
 mount -t tmpfs -o mode=0755 tmpfs $R/run
 mount -t tmpfs -o mode=1777 tmpfs $R/tmp
 mount -t tmpfs -o mode=1777 tmpfs $R/var/tmp
@@ -75,6 +101,9 @@ mount_rw() {
     [ -d "$R$2" ] || mkdir -p "$R$2"
     mount -t 9p -o NINEP_OPTS,cache=none "$1" "$R$2" || die "cannot mount rwdir $2"
 }
+mount_bind() {
+    mkdir -p "$R$2" && mount --bind "$R$1" "$R$2" || die "cannot bind $1 at $2"
+}
 mount_rwdirs
 if [ "$PERF_FRIENDLY" = 1 ]; then
     mount -t tmpfs -o mode=0755,ro tmpfs "$R/lib/modules/$(uname -r)/kernel"
@@ -90,8 +119,13 @@ echo "KNOCKOUT-READY $NONCE" >&3
 while read -r verb arg <&3; do
     case "$verb" in
     run)
-        chroot $R /bin/sh "/run/knockout/cmd-$arg.sh" </dev/null >&3 2>&3
-        printf '\036KNOCKOUT-EXIT %s %s %d\n' "$NONCE" "$arg" $? >&3
+        (
+            chroot $R /bin/sh "/run/knockout/cmd-$arg.sh" </dev/null >&3 2>&3
+            printf '\036KNOCKOUT-EXIT %s %s %d\n' "$NONCE" "$arg" $? >&3
+        ) &
+        ;;
+    sysrq)
+        case "$arg" in [a-z]) echo "$arg" >/proc/sysrq-trigger ;; esac
         ;;
     poweroff)
         break
@@ -103,7 +137,7 @@ poweroff -f
 """.replace("NINEP_OPTS", NINEP_OPTS)
 
 #: bump when the image layout changes in a way the hash would not see
-_FORMAT = "1"
+_FORMAT = "2"
 
 
 def cache_dir() -> Path:
@@ -115,12 +149,16 @@ def cache_dir() -> Path:
     return Path(base) / "knockout"
 
 
-def _show_depends(release: str, module: str) -> list[Path]:
-    """The ``.ko`` files ``modprobe`` would insert for ``module``, dependencies first."""
+def _show_depends(release: str, module: str, root: Path = Path("/")) -> list[Path]:
+    """The ``.ko`` files ``modprobe`` would insert for ``module``, dependencies first.
+
+    ``root`` is where ``lib/modules/<release>`` is (``modprobe -d``); the
+    paths returned are on the host, below it.
+    """
     modprobe = shutil.which("modprobe") or "/sbin/modprobe"
     try:
         out = subprocess.run(
-            [modprobe, "-S", release, "--show-depends", module],
+            [modprobe, "-d", str(root), "-S", release, "--show-depends", module],
             capture_output=True,
             text=True,
             check=True,
@@ -132,14 +170,17 @@ def _show_depends(release: str, module: str) -> list[Path]:
             f"module {module} not found for kernel {release}: {exc.stderr.strip()}; "
             f"install linux-image-{release} (make setup)"
         ) from None
-    return [Path(line.split()[1]) for line in out.splitlines() if line.startswith("insmod ")]
+    paths = [line.split()[1] for line in out.splitlines() if line.startswith("insmod ")]
+    return [root / p.removeprefix(str(root)).lstrip("/") for p in paths]
 
 
-def module_files(release: str, modules: Iterable[str] = GUEST_MODULES) -> list[Path]:
+def module_files(
+    release: str, modules: Iterable[str] = GUEST_MODULES, root: Path = Path("/")
+) -> list[Path]:
     """Every ``.ko`` file ``modules`` need, in a valid load order, without repeats."""
     seen: dict[Path, None] = {}
     for module in modules:
-        for path in _show_depends(release, module):
+        for path in _show_depends(release, module, root):
             seen.setdefault(path, None)
     return list(seen)
 
@@ -189,7 +230,7 @@ def cpio_newc(entries: Iterable[_Entry]) -> bytes:
 
 def _entries(busybox: Path, kos: list[Path]) -> Iterator[_Entry]:
     directory, regular, chardev = 0o040755, 0o100644, 0o020600
-    for d in ("bin", "dev", "proc", "sys", "ctl", "newroot", "modules"):
+    for d in ("bin", "dev", "proc", "sys", "ctl", "newroot", "modules", "lower", "upper"):
         yield _Entry(d, directory)
     yield _Entry("dev/console", chardev, rdev=(5, 1))
     yield _Entry("bin/busybox", regular | 0o111, busybox.read_bytes())
@@ -200,11 +241,16 @@ def _entries(busybox: Path, kos: list[Path]) -> Iterator[_Entry]:
         yield _Entry(f"modules/{_ko_name(path)}", regular, _ko_bytes(path))
 
 
-def _busybox() -> Path:
-    for candidate in (shutil.which("busybox"), "/bin/busybox", "/usr/bin/busybox"):
+def _busybox(root: Path) -> Path:
+    """A static busybox of the guest's architecture: the host's, or the prepared root's."""
+    host = root == Path("/")
+    candidates = [shutil.which("busybox")] if host else []
+    candidates += [str(root / "bin/busybox"), str(root / "usr/bin/busybox")]
+    for candidate in candidates:
         if candidate and Path(candidate).is_file():
             return Path(candidate)
-    raise NotFound("busybox not found; install busybox-static (make setup)")
+    where = "" if host else f" in {root}"
+    raise NotFound(f"busybox not found{where}; install busybox-static (make setup)")
 
 
 def _key(release: str, busybox: Path, kos: list[Path]) -> str:
@@ -216,10 +262,18 @@ def _key(release: str, busybox: Path, kos: list[Path]) -> str:
     return h.hexdigest()[:16]
 
 
-def build_initramfs(release: str, directory: Path | None = None) -> Path:
-    """The cached initramfs for kernel ``release``, built first if missing."""
-    busybox = _busybox()
-    kos = module_files(release)
+def build_initramfs(
+    release: str, directory: Path | None = None, *, root: Path = Path("/")
+) -> Path:
+    """The cached initramfs for kernel ``release``, built first if missing.
+
+    ``root`` is the guest's root: the host's ``/``, or a root prepared for
+    another architecture (its busybox and its kernel's modules are used,
+    with overlayfs).
+    """
+    busybox = _busybox(root)
+    modules = GUEST_MODULES if root == Path("/") else (*GUEST_MODULES, *OVERLAY_MODULES)
+    kos = module_files(release, modules, root)
     out_dir = directory or cache_dir() / "initramfs"
     out = out_dir / f"{release}-{_key(release, busybox, kos)}.cpio"
     if out.exists():

@@ -16,39 +16,58 @@ from pathlib import Path
 
 from knockout.errors import BadInput, NotFound
 from knockout.vm._initramfs import cache_dir
+from knockout.vm._platform import X86_64, GuestPlatform
 
 __all__ = [
     "GuestConfig",
     "choose_accel",
-    "default_kernel",
     "kernel_release",
     "parse_mem",
     "pvh_vmlinux",
     "qemu_command",
 ]
 
-#: kernel command line; ``panic=-1`` with ``-no-reboot`` turns a panic into qemu's exit
-KERNEL_ARGS = ("console=ttyS0", "panic=-1", "rdinit=/init")
+#: kernel command line after ``console=``; ``panic=-1`` with ``-no-reboot`` turns a panic
+#: into qemu's exit
+KERNEL_ARGS = ("panic=-1", "rdinit=/init")
 
 
 def kernel_release(vmlinuz: Path) -> str:
-    """The release (``uname -r``) of a bzImage, read from its setup header.
+    """The release (``uname -r``) of a kernel image: an x86 bzImage or an arm64 Image.
 
     The x86 boot protocol stores at offset 0x20E a pointer (minus 0x200) to a
-    NUL-terminated version string whose first word is the release.
+    NUL-terminated version string whose first word is the release.  An arm64
+    Image (magic ``ARM\\x64`` at 0x38) is not compressed: its ``linux_banner``
+    (``Linux version <release> (...``) is read from the image itself.
     """
     try:
         with vmlinuz.open("rb") as f:
             head = f.read(0x10000)
     except OSError as exc:
         raise NotFound(f"cannot read kernel {vmlinuz}: {exc.strerror}; pass --kernel") from None
+    if head[0x38:0x3C] == ARM64_IMAGE_MAGIC:
+        return _banner_release(vmlinuz)
     if len(head) < 0x210 or head[0x202:0x206] != b"HdrS":
-        raise BadInput(f"{vmlinuz} is not an x86 bzImage; pass a vmlinuz from /boot")
+        raise BadInput(
+            f"{vmlinuz} is neither an x86 bzImage nor an arm64 Image; pass a vmlinuz from /boot"
+        )
     offset = int.from_bytes(head[0x20E:0x210], "little") + 0x200
     version = head[offset : offset + 256].split(b"\0")[0].decode(errors="replace")
     if not version:
         raise BadInput(f"{vmlinuz} has no version string; pass a vmlinuz from /boot")
     return version.split()[0]
+
+
+#: the arm64 Image header's magic (Documentation/arch/arm64/booting.rst)
+ARM64_IMAGE_MAGIC = b"ARM\x64"
+_BANNER = re.compile(rb"Linux version (\d+\.\d+[^\s\0]*) \(")
+
+
+def _banner_release(image: Path) -> str:
+    found = _BANNER.search(image.read_bytes())
+    if found is None:
+        raise BadInput(f"{image} has no Linux version banner; pass an uncompressed arm64 Image")
+    return found.group(1).decode()
 
 
 #: the ELF note (owner ``Xen``, type ``XEN_ELFNOTE_PHYS32_ENTRY``) QEMU needs
@@ -125,22 +144,6 @@ def pvh_vmlinux(vmlinuz: Path) -> Path | None:
     return out
 
 
-def _release_key(release: str) -> list[int | str]:
-    return [int(p) if p.isdigit() else p for p in re.split(r"(\d+)", release)]
-
-
-def default_kernel() -> Path:
-    """The newest ``/boot/vmlinuz-*`` whose modules are installed."""
-    found = []
-    for vmlinuz in Path("/boot").glob("vmlinuz-*"):
-        release = vmlinuz.name.removeprefix("vmlinuz-")
-        if Path("/lib/modules", release, "modules.dep").exists():
-            found.append((_release_key(release), vmlinuz))
-    if not found:
-        raise NotFound("no /boot/vmlinuz-* with modules installed; run make setup")
-    return max(found)[1]
-
-
 def choose_accel() -> str:
     """``kvm`` when the CPU has vmx/svm and /dev/kvm is usable, else ``tcg``.
 
@@ -164,6 +167,26 @@ def choose_accel() -> str:
     return "tcg"
 
 
+def patching_accel() -> str:
+    """:func:`choose_accel` for a guest whose kernel text is patched while it runs: kvm, or
+    single-thread TCG.
+
+    Multi-threaded TCG does not give x86's cross-modifying-code guarantee: a
+    vCPU can go on running a stale translation of code another vCPU rewrote.
+    Seen with the kernel's own patching, knockout not loaded (toggling the
+    sched_schedstats static key: both vCPUs locked up on a jmp within a few
+    hundred toggles; single-thread TCG: 19 536 toggles, dmesg clean; see
+    tests/vm/test_kernel_cut.py's stress test), and in the demo: a storm
+    worker's call to mem_cgroup_iter went to address 0 just after the climb's
+    kprobes (ftrace-based) were removed.  One TCG thread still runs every vCPU,
+    interleaved, and executes exactly what is in memory.
+    """
+    accel = choose_accel()
+    if accel == "tcg":
+        return "tcg,thread=single"
+    return accel
+
+
 def parse_mem(text: str) -> str:
     """``4G``, ``512M``, ``4096`` -> QEMU's ``-m`` value; BadInput otherwise."""
     if not re.fullmatch(r"\d+[MGmg]?", text.strip()):
@@ -173,7 +196,7 @@ def parse_mem(text: str) -> str:
 
 @dataclass(frozen=True)
 class GuestConfig:
-    """What a guest boots with; ``kernel`` is a bzImage or a PVH vmlinux."""
+    """What a guest boots with; ``kernel`` is a bzImage, a PVH vmlinux or an arm64 Image."""
 
     kernel: Path
     initrd: Path
@@ -184,12 +207,17 @@ class GuestConfig:
     #: host directories the guest's own tmpfs mounts would hide, shared read-only
     rodirs: Sequence[Path] = ()
     kernel_args: Sequence[str] = field(default_factory=tuple)
+    platform: GuestPlatform = X86_64
+    #: the guest's ``/``: the host's, or a root prepared for another architecture
+    root: Path = Path("/")
+    #: share ``root`` read-write (only to prepare a root); otherwise read-only
+    root_writable: bool = False
 
 
-def _qemu_binary() -> str:
-    qemu = shutil.which("qemu-system-x86_64")
+def _qemu_binary(platform: GuestPlatform) -> str:
+    qemu = shutil.which(platform.qemu)
     if qemu is None:
-        raise NotFound("qemu-system-x86_64 not found; install qemu-system-x86 (make setup)")
+        raise NotFound(f"{platform.qemu} not found; install {platform.qemu_package} (make setup)")
     return qemu
 
 
@@ -204,26 +232,31 @@ def _virtfs(tag: str, path: Path, *, readonly: bool) -> list[str]:
 
 
 def qemu_command(config: GuestConfig, *, ctl_dir: Path, socket: Path, console: Path) -> list[str]:
-    """The argv of ``qemu-system-x86_64`` for ``config``.
+    """The argv of ``qemu-system-<arch>`` for ``config``.
 
-    The host's ``/`` is tag ``koroot`` and its ``/usr`` ``kousr`` (both
-    read-only; the guest caches ``/usr`` loosely), ``ctl_dir`` is ``koctl``,
-    the rwdirs are ``korw0``..., the rodirs ``koro0``...; the serial console
-    goes to ``console``; the virtio port ``knockout`` connects to the unix socket ``socket``.
+    The guest's root (``config.root``) is tag ``koroot``; when that is the
+    host's ``/``, its ``/usr`` is also ``kousr`` (the guest caches ``/usr``
+    loosely); ``ctl_dir`` is ``koctl``, the rwdirs are ``korw0``..., the
+    rodirs ``koro0``...; the serial console goes to ``console``; the virtio
+    port ``knockout`` connects to the unix socket ``socket``.
     """
-    cpu = "host" if config.accel == "kvm" else "max"
+    platform = config.platform
+    cpu = "host" if config.accel == "kvm" else platform.tcg_cpu
+    args = [f"console={platform.console}", *KERNEL_ARGS, *config.kernel_args]
     cmd = [
-        _qemu_binary(),
+        _qemu_binary(platform),
+        *(("-M", platform.machine) if platform.machine else ()),
         *("-accel", config.accel, "-cpu", cpu),
         *("-smp", str(config.cpus), "-m", config.mem),
         *("-nodefaults", "-no-user-config", "-no-reboot", "-display", "none"),
         *("-kernel", str(config.kernel), "-initrd", str(config.initrd)),
-        *("-append", " ".join([*KERNEL_ARGS, *config.kernel_args])),
+        *("-append", " ".join(args)),
         *("-chardev", f"file,id=con,path={console}", "-serial", "chardev:con"),
-        *_virtfs("koroot", Path("/"), readonly=True),
-        *_virtfs("kousr", Path("/usr"), readonly=True),
-        *_virtfs("koctl", ctl_dir, readonly=False),
+        *_virtfs("koroot", config.root, readonly=not config.root_writable),
     ]
+    if config.root == Path("/"):
+        cmd += _virtfs("kousr", Path("/usr"), readonly=True)
+    cmd += _virtfs("koctl", ctl_dir, readonly=False)
     for i, rwdir in enumerate(config.rwdirs):
         cmd += _virtfs(f"korw{i}", rwdir, readonly=False)
     for i, rodir in enumerate(config.rodirs):

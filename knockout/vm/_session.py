@@ -28,10 +28,11 @@ from typing import NoReturn
 
 from knockout.errors import BadInput, KnockoutError, NotFound, Refused, TargetGone
 from knockout.vm._initramfs import build_initramfs, cache_dir
+from knockout.vm._kernels import find_kernel
+from knockout.vm._platform import get_platform, prepared_root
 from knockout.vm._qemu import (
     GuestConfig,
     choose_accel,
-    default_kernel,
     kernel_release,
     parse_mem,
     pvh_vmlinux,
@@ -68,6 +69,8 @@ ROOT_CACHES = ("mmap", "loose", "none")
 
 _KEEP_LOGS = 30
 _TAIL_LINES = 40
+#: seconds the console gets to receive the task dumps of a timed-out guest
+_DUMP_WAIT = 3.0
 
 #: console lines that say why a guest died, most telling first
 _CAUSES = (
@@ -137,9 +140,29 @@ def _new_console_log() -> Path:
     return path
 
 
-def _script(command: str | Sequence[str], env: Mapping[str, str], cwd: str) -> str:
+#: in a prepared root: the venv of knockout's dependencies (its bin/ has ``knockout``)
+GUEST_VENV = Path("/opt/knockout/venv")
+#: in a prepared root: where the booting clone's knockout tree is also seen (the venv's
+#: ``.pth`` names it, so the venv's Python imports that tree's ``knockout``)
+GUEST_TREE = Path("/opt/knockout/tree")
+
+
+def base_env(prepared: bool) -> dict[str, str]:
+    """The environment a guest command starts with; in a prepared root the venv is first on PATH.
+
+    >>> base_env(True)["PATH"].split(":")[0]
+    '/opt/knockout/venv/bin'
+    """
+    if not prepared:
+        return dict(BASE_ENV)
+    return {**BASE_ENV, "PATH": f"{GUEST_VENV}/bin:{BASE_ENV['PATH']}"}
+
+
+def _script(
+    command: str | Sequence[str], env: Mapping[str, str], cwd: str, base: Mapping[str, str]
+) -> str:
     body = command if isinstance(command, str) else shlex.join(command)
-    lines = [f"export {k}={shlex.quote(v)}" for k, v in {**BASE_ENV, **env}.items()]
+    lines = [f"export {k}={shlex.quote(v)}" for k, v in {**base, **env}.items()]
     lines.append(f"cd {shlex.quote(cwd)} || exit 125")
     return "\n".join([*lines, body, ""])
 
@@ -155,7 +178,15 @@ class GuestSession:
     A command that times out, or an interrupt, kills the guest (its state is
     unknown); :attr:`alive` tells, and a new session boots a fresh one.
 
-    ``kernel``: a bzImage (default: the newest /boot/vmlinuz-* with modules).
+    ``arch``: the guest's architecture (``arm64``, ``x86_64``...; default the
+    host's).  A guest of the host's architecture shares the host's ``/``; one
+    of another boots over the root ``make setup`` prepared for it
+    (:mod:`knockout.vm.guestroot`), writable through a tmpfs overlay, with
+    knockout's tree, its kmod and debug caches and the current directory
+    shared read-only at their own paths, and ``knockout`` on ``PATH``.
+    ``kernel``: a kernel image path, or a release prefix such as ``6.12``
+    naming one installed in the guest's root (default: the newest Debian 6.1,
+    :func:`knockout.vm.find_kernel`).
     ``rwdirs``: host directories shared read-write at the same paths.
     ``perf_friendly``: hide /lib/modules/<release>/kernel behind an empty
     tmpfs so ``perf record`` starts in seconds (in-tree modprobe then fails;
@@ -175,6 +206,7 @@ class GuestSession:
     def __init__(
         self,
         *,
+        arch: str | None = None,
         kernel: Path | str | None = None,
         mem: str = "4G",
         cpus: int = 2,
@@ -187,21 +219,33 @@ class GuestSession:
         boot_timeout: float = 120.0,
         lock_timeout: float | None = None,
         on_wait: OutputCallback | None = None,
+        root: Path | None = None,
+        root_writable: bool = False,
     ) -> None:
         if cpus < 1:
             raise BadInput(f"--cpus must be at least 1, not {cpus}")
-        self.kernel = Path(kernel) if kernel is not None else default_kernel()
+        self.platform = get_platform(arch)
+        #: the prepared root this guest boots over, or None for the host's ``/``
+        self.root = root if root is not None else prepared_root(self.platform)
+        self.root_writable = root_writable and self.root is not None
+        on = self.root or Path("/")
+        self.kernel = find_kernel(kernel, boot=on / "boot", modules=on / "lib/modules")
         self.release = kernel_release(self.kernel)
         self.mem = parse_mem(mem)
         self.cpus = cpus
         self.rwdirs = [_checked_rwdir(d) for d in rwdirs]
-        #: host directories the guest's own tmpfs mounts would hide, shared read-only
-        self.rodirs = hidden_host_dirs(self.rwdirs)
+        #: host directories shared read-only: those the guest's own tmpfs mounts would
+        #: hide, or (prepared root) all that knockout needs from the host
+        self.rodirs = (
+            hidden_host_dirs(self.rwdirs)
+            if self.root is None
+            else shared_host_dirs(self.rwdirs, writable_root=self.root_writable)
+        )
         self.perf_friendly = perf_friendly
         if root_cache not in ROOT_CACHES:
             raise BadInput(f"root_cache {root_cache!r} is not one of {', '.join(ROOT_CACHES)}")
         self.root_cache = root_cache
-        self.pvh = pvh
+        self.pvh = pvh and self.platform.pvh
         #: the file QEMU boots: the PVH vmlinux extracted from ``kernel``, or ``kernel``
         self.boot_image = self.kernel
         self.kernel_args = tuple(kernel_args)
@@ -242,7 +286,7 @@ class GuestSession:
         """Take the lock, boot the guest and wait until it is ready."""
         if self._proc is not None:
             raise BadInput("this guest session was already started; make a new one")
-        initrd = build_initramfs(self.release)
+        initrd = build_initramfs(self.release, root=self.root or Path("/"))
         if self.pvh:
             self.boot_image = pvh_vmlinux(self.kernel) or self.kernel
         self._lock_fd = _take_lock(self.lock_timeout, self.on_wait)
@@ -271,6 +315,9 @@ class GuestSession:
             rwdirs=self.rwdirs,
             rodirs=self.rodirs,
             kernel_args=self.kernel_args,
+            platform=self.platform,
+            root=self.root or Path("/"),
+            root_writable=self.root_writable,
         )
         argv = qemu_command(config, ctl_dir=ctl, socket=sock_path, console=self.console_log)
         started = time.monotonic()
@@ -296,8 +343,11 @@ class GuestSession:
         mounts = [f"mount_rw korw{i} {shlex.quote(str(d))}" for i, d in enumerate(self.rwdirs)]
         # QEMU exports these read-only (readonly=on), so writes fail with EROFS.
         mounts += [f"mount_rw koro{i} {shlex.quote(str(d))}" for i, d in enumerate(self.rodirs)]
+        if self.root is not None and not self.root_writable:
+            mounts.append(f"mount_bind {shlex.quote(str(knockout_tree()))} {GUEST_TREE}")
         lines = [
             f"NONCE={self._nonce}",
+            f"ROOT_MODE={self._root_mode()}",
             f"ROOT_CACHE={self.root_cache}",
             f"PERF_FRIENDLY={int(self.perf_friendly)}",
             "mount_rwdirs() {",
@@ -306,6 +356,11 @@ class GuestSession:
             "}",
         ]
         return "\n".join([*lines, ""])
+
+    def _root_mode(self) -> str:
+        if self.root is None:
+            return "host"
+        return "rw" if self.root_writable else "overlay"
 
     def _accept(self, listener: socket.socket, deadline: float) -> socket.socket:
         listener.settimeout(0.2)
@@ -377,7 +432,7 @@ class GuestSession:
         run_id = self._next_id
         self._next_id += 1
         script = self._tmp / "ctl" / f"cmd-{run_id}.sh"
-        script.write_text(_script(command, env or {}, cwd))
+        script.write_text(_script(command, env or {}, cwd, base_env(self.root is not None)))
         started = time.monotonic()
         try:
             self._conn.sendall(f"run {run_id}\n".encode())
@@ -470,12 +525,27 @@ class GuestSession:
                     return ": " + line.split("] ", 1)[-1].strip()
         return ""
 
+    def sysrq(self, key: str) -> None:
+        """Have the guest's kernel run SysRq ``key`` (``w``: blocked tasks' stacks to the console).
+
+        Works while a command runs: the guest's init serves the port meanwhile.
+        """
+        if len(key) != 1 or not key.islower():
+            raise BadInput(f"a SysRq key is one lower-case letter (w, t, l...); got {key!r}")
+        if self._conn is not None:
+            with contextlib.suppress(OSError):
+                self._conn.sendall(f"sysrq {key}\n".encode())
+
     def _fail_timeout(self, message: str, seconds: float | None) -> NoReturn:
+        if self._proc is not None and self._proc.poll() is None:
+            self.sysrq("w")  # what the command waits on, into the console log
+            self.sysrq("l")  # and every CPU's backtrace
+            time.sleep(_DUMP_WAIT)
         self._kill()
         limit = f" in {seconds:.0f} s" if seconds is not None else " in time"
         raise GuestTimeout(
-            f"{message}{limit}; the guest was killed; raise the timeout or see "
-            f"{self.console_log}\n{self.console_tail()}"
+            f"{message}{limit}; the guest was killed; raise the timeout, or see what it "
+            f"waited on (its blocked tasks' stacks) in {self.console_log}\n{self.console_tail()}"
         )
 
     def console_tail(self, lines: int = _TAIL_LINES) -> str:
@@ -511,6 +581,43 @@ def _checked_accel(accel: str) -> str:
 GUEST_PRIVATE_DIRS = (Path("/tmp"), Path("/var/tmp"), Path("/run"), Path("/dev/shm"))
 
 
+def knockout_tree() -> Path:
+    """The directory holding the ``knockout`` package this process runs."""
+    return Path(__file__).resolve().parents[2]
+
+
+def host_caches() -> list[Path]:
+    """Host caches a guest over a prepared root reads: built modules, debug info, sources."""
+    from knockout.dwarf import debug_cache
+    from knockout.targets.kernel import kmod_cache_root
+
+    return [kmod_cache_root(), debug_cache() / "debug", debug_cache() / "src"]
+
+
+def shared_host_dirs(rwdirs: Sequence[Path], *, writable_root: bool = False) -> list[Path]:
+    """What a guest over a prepared root sees of the host, read-only, at the same paths.
+
+    knockout's tree, the current directory and the :func:`host_caches`
+    (a module cross-built on the host is found by the guest's
+    :func:`~knockout.targets.kernel.build_module` there), each cache made
+    here if missing so one built after the boot is seen too; none inside an
+    rwdir or inside another.  A root being prepared (``writable_root``) is
+    given nothing but its rwdirs.
+    """
+    if writable_root:
+        return []
+    wanted = {knockout_tree(), Path.cwd().resolve()}
+    for cache in host_caches():
+        cache.mkdir(parents=True, exist_ok=True)
+        wanted.add(cache.resolve())
+    shared: list[Path] = []
+    for d in sorted(wanted, key=lambda p: len(p.parts)):
+        if d == Path("/") or any(d.is_relative_to(other) for other in [*rwdirs, *shared]):
+            continue
+        shared.append(d)
+    return sorted(shared)
+
+
 def hidden_host_dirs(rwdirs: Sequence[Path]) -> list[Path]:
     """Host directories the guest needs that its private tmpfs mounts would hide.
 
@@ -519,7 +626,7 @@ def hidden_host_dirs(rwdirs: Sequence[Path]) -> list[Path]:
     must still be importable, and the command's directory visible, inside.
     """
     wanted = {
-        Path(__file__).resolve().parents[2],
+        knockout_tree(),
         Path(sys.prefix).resolve(),
         Path.cwd().resolve(),
     }

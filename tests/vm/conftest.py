@@ -21,21 +21,13 @@ Usage::
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 import pytest
 
+from knockout.measure.guards import kernel_problems
 from knockout.vm import GuestResult, GuestSession
-
-#: dmesg lines that mean the kernel is unhappy
-DMESG_PROBLEM = re.compile(
-    r"\bOops\b|\bBUG:|\bWARNING:|Call Trace:|general protection fault|Kernel panic|"
-    r"list_(add|del) corruption|soft lockup|hard LOCKUP|self-detected stall|"
-    r"rcu_.*stall|unable to handle|double fault|invalid opcode:"
-)
-
 
 #: (boots, boot seconds) of every Guest this session, for the terminal summary
 _BOOTS: list[float] = []
@@ -51,8 +43,25 @@ class Guest:
     ``rwdir``, which is not cached).
     """
 
-    def __init__(self, rwdir: Path) -> None:
+    def __init__(
+        self,
+        rwdir: Path,
+        *,
+        arch: str | None = None,
+        kernel: Path | str | None = None,
+        kernel_args: Sequence[str] = (),
+        accel: str | None = None,
+    ) -> None:
         self.rwdir = rwdir
+        #: the guest's architecture (None: the host's)
+        self.arch = arch
+        #: the kernel to boot: an image path or a release prefix such as ``6.12``
+        #: (None: :func:`knockout.vm.default_kernel`)
+        self.kernel = kernel
+        #: extra kernel command-line arguments, e.g. ``["preempt=full"]``
+        self.kernel_args = list(kernel_args)
+        #: QEMU's ``-accel`` (None: the session's default)
+        self.accel = accel
         self.boots = 0
         self.boot_seconds: list[float] = []
         self._session: GuestSession | None = None
@@ -63,7 +72,13 @@ class Guest:
         """The running session, booted now if there is none alive."""
         if self._session is None or not self._session.alive:
             self.close()
-            session = GuestSession(rwdirs=[self.rwdir])
+            session = GuestSession(
+                arch=self.arch,
+                kernel=self.kernel,
+                rwdirs=[self.rwdir],
+                kernel_args=self.kernel_args,
+                accel=self.accel,
+            )
             session.start()
             self._session = session
             self.boots += 1
@@ -105,11 +120,14 @@ class Guest:
         return self.run("dmesg", timeout=60).output.splitlines()
 
     def dmesg_problems(self) -> list[str]:
-        """Oops/WARNING/BUG... lines logged since the last call (or boot)."""
+        """Oops/WARNING/BUG... lines logged since the last call (or boot).
+
+        An OOM report's stack dump is not a problem (``guards.kernel_problems``).
+        """
         lines = self.dmesg()
         start = self._dmesg_seen if self._dmesg_seen <= len(lines) else 0
         self._dmesg_seen = len(lines)
-        return [line for line in lines[start:] if DMESG_PROBLEM.search(line)]
+        return kernel_problems(lines[start:])
 
     def assert_dmesg_clean(self) -> None:
         """Fail the test if the kernel logged a problem since the last check."""
@@ -149,6 +167,24 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
 def guest(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Guest]:
     """One guest for the whole session; see :class:`Guest`."""
     g = Guest(tmp_path_factory.mktemp("guest-rw"))
+    try:
+        yield g
+    finally:
+        g.close()
+
+
+@pytest.fixture(scope="module")
+def arm64_guest(guest: Guest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Guest]:
+    """An arm64 guest (``knockout vm --arch arm64``) for one test module; see :class:`Guest`.
+
+    Debian's arm64 kernel and userspace under qemu-system-aarch64 (TCG), the
+    root ``make setup`` prepared (mk/arm64.mk), ``knockout`` on PATH running
+    this tree.  One guest at a time: the shared x86 guest is powered off
+    first (it boots again when a later test uses it), and this one is powered
+    off when the module ends.
+    """
+    guest.close()
+    g = Guest(tmp_path_factory.mktemp("arm64-rw"), arch="arm64")
     try:
         yield g
     finally:

@@ -24,6 +24,8 @@ from knockout.vm import (
     cache_dir,
     choose_accel,
     default_kernel,
+    find_kernel,
+    installed_kernels,
     kernel_release,
     pvh_vmlinux,
     run_in_guest,
@@ -41,6 +43,17 @@ def test_kernel_release_matches_installed_modules() -> None:
     release = kernel_release(vmlinuz)
     assert vmlinuz.name == f"vmlinuz-{release}"
     assert Path("/lib/modules", release, "modules.dep").exists()
+
+
+def test_default_is_debians_61_even_beside_a_newer_series() -> None:
+    installed = [k.name.removeprefix("vmlinuz-") for k in installed_kernels()]
+    default = kernel_release(default_kernel())
+    assert default.startswith("6.1."), f"default {default} among {installed}"
+    assert default == [r for r in installed if r.startswith("6.1.")][-1]
+    newer = [r for r in installed if not r.startswith("6.1.")]
+    for release in newer:  # 6.12 when mk/kernels.mk installed it: reachable by its prefix
+        series = ".".join(release.split(".")[:2])
+        assert kernel_release(find_kernel(series)).startswith(series + ".")
 
 
 def test_accel_follows_cpu_flags(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -154,6 +167,8 @@ def test_timeout_kills_the_guest_and_says_so(guest: Guest) -> None:
         session.run("sleep 60", timeout=3)
     assert time.monotonic() - started < 20
     assert not session.alive
+    console = session.console_log.read_text(errors="replace")
+    assert "Show Blocked State" in console  # what a hung command waited on, dumped first
 
 
 # -- their own boots -------------------------------------------------------
