@@ -26,3 +26,20 @@ def test_cli_usage_error_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exc:
         main(["no-such-command"])
     assert exc.value.code == 2
+
+
+def test_a_command_imports_only_what_it_uses() -> None:
+    """A cold ``knockout disasm`` must not load the trial, report or guest machinery (issue 8)."""
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys; from knockout.cli import main; "
+        "main(['disasm', '--arch', 'x86_64', '--hex', '90']); "
+        "print(' '.join(m for m in sys.modules if m.startswith('knockout')))"
+    )
+    run = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    loaded = set(run.stdout.split())
+    assert "knockout.commands.disasm" in loaded
+    heavy = {"knockout.trial", "knockout.vm", "knockout.report", "knockout.commands.trial"}
+    assert not heavy & loaded, sorted(heavy & loaded)
