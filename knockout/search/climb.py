@@ -330,10 +330,27 @@ class Profiled:
         return self.profile.busy / (self.hz * self.seconds) if self.seconds else 0.0
 
 
+#: profiles taken before the climb gives up on a target with no hot frames
+PROFILE_ATTEMPTS = 2
+
+
 def profile_target(
     target: Target, seconds: float, workdir: Path, *, kallsyms: str | None = None
 ) -> Profiled:
-    """A profile of ``target`` over ``seconds``: its own frames only (kernel or user)."""
+    """A profile of ``target`` over ``seconds``: its own frames only (kernel or user).
+
+    A profile with no frame of the target's own (perf wrote nothing in time, as
+    seen once in a loaded TCG guest) is taken once more over twice the time.
+    """
+    profiled = _profile_once(target, seconds, workdir, kallsyms)
+    for attempt in range(2, PROFILE_ATTEMPTS + 1):
+        if hot_path(profiled.profile):
+            break
+        profiled = _profile_once(target, seconds * attempt, workdir, kallsyms)
+    return profiled
+
+
+def _profile_once(target: Target, seconds: float, workdir: Path, kallsyms: str | None) -> Profiled:
     recorder = Recorder(workdir, pid=target.pid, kallsyms=kallsyms)
     recorder.start()
     try:

@@ -6,10 +6,12 @@ judging frames on a system whose baseline was back near healthy.
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import pytest
 
 from knockout.search.climb import FrameResult, baseline_excess, symptom_left
-from knockout.search.hotpath import HotFrame
+from knockout.search.hotpath import HotFrame, hot_path
 from knockout.stats import Design
 from knockout.trial import TrialResult, Window
 
@@ -62,3 +64,46 @@ def test_the_cost_split_names_the_widest_fan_out_and_the_top_frames_rate() -> No
         "3.02e+03 calls of mem_cgroup_iter"
     )
     assert said.endswith("try_charge_memcg, the highest frame counted, runs 768 times/s")
+
+
+class _FakeRecorder:
+    """A perf recorder whose first recording comes back empty (as seen once in a TCG guest)."""
+
+    recordings: ClassVar[list[list[str]]] = []
+    slept: ClassVar[list[float]] = []
+
+    def __init__(self, workdir: object, *, pid: int | None, kallsyms: str | None) -> None:
+        self.freq = 499
+
+    def start(self) -> None:
+        pass
+
+    def rotate(self) -> str | None:
+        return "data" if self.recordings and self.recordings[0] else None
+
+    def script(self, data: str) -> list[object]:
+        from knockout.measure.perf import Sample
+
+        stack = tuple(self.recordings[0])
+        return [Sample("w", 7, 7, 0.0, stack, (), ("[kernel.kallsyms]",) * len(stack))]
+
+    def stop(self) -> None:
+        self.recordings.pop(0)
+
+
+def test_an_empty_profile_is_taken_once_more_over_twice_the_time(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: object
+) -> None:
+    import time
+    from types import SimpleNamespace
+
+    from knockout.search import climb as climb_module
+
+    _FakeRecorder.recordings = [[], ["leaf", "caller"]]
+    _FakeRecorder.slept = []
+    monkeypatch.setattr(climb_module, "Recorder", _FakeRecorder)
+    monkeypatch.setattr(time, "sleep", _FakeRecorder.slept.append)
+    target = SimpleNamespace(pid=None, abilities=SimpleNamespace(kernel_text=True))
+    profiled = climb_module.profile_target(target, 4.0, tmp_path)  # type: ignore[arg-type]
+    assert _FakeRecorder.slept == [4.0, 8.0] and profiled.seconds == 8.0
+    assert [f.symbol for f in hot_path(profiled.profile)] == ["leaf", "caller"]
